@@ -1,0 +1,118 @@
+//! Project tasks, run as `cargo xtask <task>`.
+//!
+//! This crate has no dependencies at all, so it builds in seconds on a fresh machine, before the
+//! C/C++ of RocksDB and librdkafka. It installs what the build needs, fetches and runs a real
+//! Apache Kafka broker for the tests, and wraps the two commands of the README.
+//!
+//! # Layout
+//! - `main.rs`: the command line and the `test` / `demo` tasks;
+//! - `prereq.rs`: checks and installs system prerequisites (libclang, Java, Maven);
+//! - `kafka.rs`: fetch, configure, start, wait for, and stop KRaft broker processes;
+//! - `wire.rs`: a minimal Kafka Metadata request, to know when a broker really serves clients.
+
+mod kafka;
+mod prereq;
+mod wire;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  demo [ARGS...]            install what is missing, then run `weir demo` (ARGS go to weir demo)
+  test [-- CARGO_TEST_ARGS]  install what is missing, start Kafka, run every test, stop Kafka
+  kafka start [--brokers 1|3]
+  kafka stop
+  kafka status
+  prereq                    install missing system packages (libclang-dev) and check Java and Maven
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["demo", rest @ ..] => demo(rest),
+        ["test", rest @ ..] => test(rest),
+        ["kafka", "start", rest @ ..] => parse_brokers(rest).and_then(|n| kafka::start(n).map(|_| ())),
+        ["kafka", "stop"] => kafka::stop(),
+        ["kafka", "status"] => kafka::status(),
+        ["prereq"] => prereq::ensure_build_prereqs().and_then(|_| prereq::ensure_java_and_maven()),
+        ["help"] | ["--help"] | ["-h"] => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown task {:?}\n\n{USAGE}", args.join(" "))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_brokers(args: &[&str]) -> Result<usize, String> {
+    match args {
+        [] => Ok(1),
+        ["--brokers", "1"] => Ok(1),
+        ["--brokers", "3"] => Ok(3),
+        _ => Err(format!("kafka start takes `--brokers 1` or `--brokers 3`, got {args:?}")),
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// Where fetched and compiled artefacts are kept between runs: outside the clone, so that a fresh
+/// clone on the same machine reuses them. `WEIR_CACHE_DIR` overrides it.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("WEIR_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".cache").join("weir")
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd.status().map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{:?} failed with {status}", cmd.get_program()))
+    }
+}
+
+fn demo(args: &[&str]) -> Result<(), String> {
+    prereq::ensure_build_prereqs()?;
+    run(cargo().args(["run", "--quiet", "--package", "weir-engine", "--bin", "weir", "--", "demo"]).args(args))
+}
+
+/// Installs what is missing, starts a real single-node Kafka, runs the whole test suite against it,
+/// and stops Kafka whatever the tests did.
+fn test(args: &[&str]) -> Result<(), String> {
+    let extra: Vec<&str> = match args {
+        ["--", rest @ ..] => rest.to_vec(),
+        rest => rest.to_vec(),
+    };
+    prereq::ensure_build_prereqs()?;
+    prereq::ensure_java_and_maven()?;
+    // Build first: a compile error should not cost a broker start, and the build's minutes
+    // should not count against test timeouts.
+    run(cargo().args(["build", "--workspace", "--all-targets"]))?;
+    let bootstrap = kafka::start(1)?;
+    let result = run(cargo().args(["test", "--workspace", "--no-fail-fast"]).args(&extra).env("WEIR_TEST_BOOTSTRAP", &bootstrap));
+    let stopped = kafka::stop();
+    result?;
+    stopped
+}

@@ -1,1 +1,23 @@
-//! placeholder
+//! Job and runtime configuration for weir.
+//!
+//! A job is one TOML file (see `docs/config-reference.md`). This crate turns its bytes into a
+//! validated [`Job`], or into a list of [`ConfigError`]s, each `FILE:LINE:COL: message`. It depends on
+//! no other weir crate.
+//!
+//! # Layout
+//! - `job.rs`: the job file's types, one struct per table, unknown keys rejected;
+//! - `duration.rs`: durations written as strings (`"1h"`, `"500ms"`);
+//! - `interpolate.rs`: `${VAR}`, `${VAR:-default}`, `${VAR:?message}` in job files;
+//! - `load.rs`: reading, parsing and validating, with positions in every error;
+//! - `runtime.rs`: per-process settings (CLI flags > `WEIR_*` variables > the job file).
+
+mod duration;
+mod interpolate;
+mod job;
+mod load;
+mod runtime;
+
+pub use duration::Duration;
+pub use job::*;
+pub use load::{load_job, parse_job, ConfigError, ConfigErrors};
+pub use runtime::{RuntimeConfig, RuntimeOverrides};

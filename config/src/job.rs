@@ -1,0 +1,326 @@
+//! The job file, one struct per table. Every table rejects keys it does not know.
+
+use crate::Duration;
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use std::collections::BTreeMap;
+
+/// A whole job file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// Application id: the consumer group, the prefix of internal topics and of the state directory.
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub pipeline: Vec<Spanned<Operator>>,
+    pub sink: SinkConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub processing: ProcessingConfig,
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`; `--brokers` and `WEIR_BROKERS` override it.
+    pub bootstrap_servers: Option<String>,
+    /// Any librdkafka property, passed through as given (e.g. `security.protocol`, `sasl.*`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    #[default]
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormat {
+    /// Milliseconds since the Unix epoch, as an integer.
+    #[default]
+    UnixMs,
+    /// Seconds since the Unix epoch, integer or fractional.
+    UnixS,
+    /// An RFC 3339 string such as `2026-11-25T10:00:00Z`.
+    Rfc3339,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub topics: Vec<String>,
+    #[serde(default)]
+    pub format: Format,
+    /// For `csv`: the column names, in order.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    /// The field holding the key (e.g. the meter id); absent = the Kafka record key.
+    pub key_field: Option<String>,
+    /// The field holding event time; absent = the Kafka record timestamp.
+    pub timestamp_field: Option<String>,
+    #[serde(default)]
+    pub timestamp_format: TimestampFormat,
+}
+
+/// One step of the pipeline, written as a table with a single key naming the operator:
+/// `[[pipeline]]` then `window = { type = "tumbling", size = "1h" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Operator {
+    Filter(FilterOp),
+    Window(WindowOp),
+    Aggregate(AggregateOp),
+    /// Adds fields to every record (e.g. an audit stamp) and forwards it: the stateless path.
+    Stamp(StampOp),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterOp {
+    pub field: String,
+    pub op: Comparison,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Comparison {
+    #[serde(rename = "==")]
+    Eq,
+    #[serde(rename = "!=")]
+    Ne,
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+}
+
+impl Comparison {
+    pub fn holds(self, left: f64, right: f64) -> bool {
+        match self {
+            Comparison::Eq => left == right,
+            Comparison::Ne => left != right,
+            Comparison::Lt => left < right,
+            Comparison::Le => left <= right,
+            Comparison::Gt => left > right,
+            Comparison::Ge => left >= right,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    Tumbling,
+    Hopping,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EmitMode {
+    /// At each commit, the latest value of every (key, window) that changed since the last commit.
+    OnUpdate,
+    /// Once per key and window, when stream time passes the window's end plus grace.
+    #[default]
+    OnClose,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowOp {
+    #[serde(rename = "type")]
+    pub kind: WindowKind,
+    pub size: Spanned<Duration>,
+    /// Hopping windows only: how far each window starts after the previous one.
+    pub advance: Option<Spanned<Duration>>,
+    /// How long after a window's end records for it are still accepted.
+    #[serde(default)]
+    pub grace: Duration,
+    #[serde(default)]
+    pub emit: EmitMode,
+    /// Wall-clock silence after which a task closes all its open windows (silent meters).
+    pub close_idle_after: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateFn {
+    Avg,
+    Sum,
+    Count,
+    Min,
+    Max,
+}
+
+impl AggregateFn {
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateFn::Avg => "avg",
+            AggregateFn::Sum => "sum",
+            AggregateFn::Count => "count",
+            AggregateFn::Min => "min",
+            AggregateFn::Max => "max",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateOp {
+    /// The state store's name; its changelog topic is `<job>-<store>-changelog`.
+    pub store: Spanned<String>,
+    /// The numeric field aggregated.
+    pub field: String,
+    pub functions: Vec<AggregateFn>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StampOp {
+    pub fields: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    #[default]
+    Kafka,
+    Stdout,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    #[serde(rename = "type", default)]
+    pub kind: SinkKind,
+    /// Required for `kafka` sinks.
+    pub topic: Option<String>,
+    #[serde(default)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Root of local state; tasks live in `<dir>/<job>/<partition>/`. `--state-dir` overrides it.
+    pub dir: Option<String>,
+    /// Replication factor of changelog topics weir creates; absent = the broker's default.
+    pub changelog_replication_factor: Option<i16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    #[default]
+    AtLeastOnce,
+    ExactlyOnce,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BadRecordPolicy {
+    /// Stop the task with an error naming topic/partition/offset; nothing after it is committed.
+    #[default]
+    Fail,
+    /// Count, log with provenance, continue.
+    Skip,
+    /// Send the original bytes to `dead_letter_topic` with provenance headers, continue.
+    DeadLetter,
+}
+
+fn default_commit_interval() -> Duration {
+    Duration::from_millis(1000)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessingConfig {
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: Duration,
+    #[serde(default)]
+    pub bad_records: BadRecordPolicy,
+    pub dead_letter_topic: Option<String>,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            guarantee: Guarantee::default(),
+            commit_interval: default_commit_interval(),
+            bad_records: BadRecordPolicy::default(),
+            dead_letter_topic: None,
+        }
+    }
+}
+
+/// Per-process settings that may also be written in the job file (`[runtime]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Static membership: this worker's `group.instance.id`.
+    pub instance_id: Option<String>,
+    pub session_timeout: Option<Duration>,
+    /// Shared RocksDB block cache of the worker, bytes.
+    pub block_cache_bytes: Option<u64>,
+    /// Shared RocksDB write-buffer budget of the worker, bytes.
+    pub write_buffer_bytes: Option<u64>,
+    /// Address of `/metrics`, `/livez`, `/readyz`.
+    pub http: Option<String>,
+}
+
+/// The pipeline, checked and put in the one shape the engine runs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub filters: Vec<FilterOp>,
+    pub stamp: Option<StampOp>,
+    pub window: Option<(WindowOp, AggregateOp)>,
+}
+
+impl Job {
+    /// The name of the state store, if the job keeps state.
+    pub fn store_name(&self) -> Option<&str> {
+        self.pipeline.iter().find_map(|op| match op.get_ref() {
+            Operator::Aggregate(a) => Some(a.store.get_ref().as_str()),
+            _ => None,
+        })
+    }
+
+    /// `<job>-<store>-changelog`.
+    pub fn changelog_topic(&self) -> Option<String> {
+        self.store_name().map(|s| format!("{}-{s}-changelog", self.name.get_ref()))
+    }
+
+    /// The validated pipeline (see `load::validate` for the rules that make this infallible).
+    pub fn plan(&self) -> Plan {
+        let mut plan = Plan { filters: Vec::new(), stamp: None, window: None };
+        let mut window = None;
+        for op in &self.pipeline {
+            match op.get_ref() {
+                Operator::Filter(f) => plan.filters.push(f.clone()),
+                Operator::Stamp(s) => plan.stamp = Some(s.clone()),
+                Operator::Window(w) => window = Some(w.clone()),
+                Operator::Aggregate(a) => {
+                    if let Some(w) = window.take() {
+                        plan.window = Some((w, a.clone()));
+                    }
+                }
+            }
+        }
+        plan
+    }
+}

@@ -1,0 +1,322 @@
+//! Loading a job file: read, interpolate `${VAR}`, parse, validate. Every problem found is reported,
+//! each with the file, line and column it comes from.
+
+use crate::interpolate::interpolate;
+use crate::job::*;
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+
+/// One problem in a job file, displayed as `FILE:LINE:COL: message`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads and validates a job file, resolving `${VAR}` from the process environment.
+pub fn load_job(path: &Path) -> Result<Job, ConfigErrors> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| ConfigErrors(vec![ConfigError { file: file.clone(), line: 1, col: 1, message: format!("cannot read: {e}") }]))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let (line, col) = line_col(&String::from_utf8_lossy(&e.into_bytes()), at);
+        ConfigErrors(vec![ConfigError { file: file.clone(), line, col, message: "the file is not valid UTF-8".into() }])
+    })?;
+    parse_job(&file, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates job text; `file` names it in errors, `env` resolves `${VAR}`.
+pub fn parse_job(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Job, ConfigErrors> {
+    let at = |offset: usize, message: String| {
+        let (line, col) = line_col(text, offset);
+        ConfigError { file: file.to_string(), line, col, message }
+    };
+    let resolved = interpolate(text, env).map_err(|errs| ConfigErrors(errs.into_iter().map(|e| at(e.offset, e.message)).collect()))?;
+    let job: Job = toml::from_str(&resolved).map_err(|e| {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        let (line, col) = line_col(&resolved, offset);
+        ConfigErrors(vec![ConfigError { file: file.to_string(), line, col, message: tidy_toml_message(e.message()) }])
+    })?;
+    let mut errors = Vec::new();
+    validate(&job, &resolved, &mut |span: Range<usize>, message: String| {
+        let (line, col) = line_col(&resolved, span.start);
+        errors.push(ConfigError { file: file.to_string(), line, col, message });
+    });
+    if errors.is_empty() {
+        Ok(job)
+    } else {
+        errors.sort_by_key(|e| (e.line, e.col));
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let mut offset = offset;
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|p| p + 1).unwrap_or(0);
+    (line, text[line_start..offset].chars().count() + 1)
+}
+
+fn tidy_toml_message(message: &str) -> String {
+    let mut m = message.trim().to_string();
+    if let Some(rest) = m.strip_prefix("unknown field ") {
+        // serde lists the expected keys; add the closest one as a suggestion.
+        let unknown = rest.split('`').nth(1).unwrap_or_default().to_string();
+        let expected: Vec<&str> = rest.split('`').skip(3).step_by(2).collect();
+        if let Some(best) = closest(&unknown, &expected) {
+            m = format!("unknown key `{unknown}`; did you mean `{best}`?");
+        } else {
+            m = format!("unknown key `{unknown}`; expected one of {}", expected.join(", "));
+        }
+    }
+    m
+}
+
+/// The candidate within edit distance 2 of `word`, if any.
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates.iter().map(|c| (edit_distance(word, c), *c)).filter(|(d, _)| *d <= 2).min().map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The byte span of `key = ...` inside `[table]`, or of the table header, or of the file start.
+/// Used for errors about values that carry no span of their own.
+fn locate(text: &str, table: &str, key: &str) -> Range<usize> {
+    let mut offset = 0;
+    let mut in_table = table.is_empty();
+    let mut header = None;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_table = trimmed.trim_end().trim_start_matches('[').trim_end_matches(']').trim() == table;
+            if in_table && header.is_none() {
+                header = Some(offset..offset + line.len());
+            }
+        } else if in_table {
+            let name = trimmed.split('=').next().unwrap_or_default().trim();
+            if name == key && trimmed.contains('=') {
+                let start = offset + (line.len() - trimmed.len());
+                return start..start + trimmed.len();
+            }
+        }
+        offset += line.len();
+    }
+    header.unwrap_or(0..0)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 200 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String)) {
+    if !valid_name(job.name.get_ref()) {
+        report(job.name.span(), format!("bad job name {:?}: use 1 to 200 of [a-zA-Z0-9._-]", job.name.get_ref()));
+    }
+    if job.source.topics.is_empty() {
+        report(locate(text, "source", "topics"), "source.topics is empty: name at least one topic".into());
+    }
+    if job.source.format == Format::Csv && job.source.columns.is_empty() {
+        report(locate(text, "source", "format"), "csv sources need `columns` (the column names, in order)".into());
+    }
+
+    let mut window: Option<&WindowOp> = None;
+    let mut window_span = 0..0;
+    let mut stores = 0;
+    for op in &job.pipeline {
+        match op.get_ref() {
+            Operator::Filter(_) | Operator::Stamp(_) if window.is_some() => {
+                report(op.span(), "this operator must come before `window`: a window is followed only by its aggregate".into());
+            }
+            Operator::Filter(_) | Operator::Stamp(_) => {}
+            Operator::Window(w) => {
+                if window.is_some() || stores > 0 {
+                    report(op.span(), "only one window + aggregate per job is supported".into());
+                }
+                check_window(w, op.span(), report);
+                window = Some(w);
+                window_span = op.span();
+            }
+            Operator::Aggregate(a) => {
+                stores += 1;
+                if window.take().is_none() {
+                    report(op.span(), "`aggregate` must directly follow a `window`".into());
+                }
+                if !valid_name(a.store.get_ref()) {
+                    report(a.store.span(), format!("bad store name {:?}: use [a-zA-Z0-9._-]", a.store.get_ref()));
+                }
+                if a.functions.is_empty() {
+                    report(op.span(), "aggregate.functions is empty: list some of avg, sum, count, min, max".into());
+                }
+            }
+        }
+    }
+    if window.is_some() {
+        report(window_span, "`window` must be followed by an `aggregate`".into());
+    }
+    let has_stamp = job.pipeline.iter().any(|op| matches!(op.get_ref(), Operator::Stamp(_)));
+    if has_stamp && stores > 0 {
+        report(locate(text, "", "pipeline"), "`stamp` forwards records and cannot be combined with an aggregate".into());
+    }
+
+    if job.sink.kind == SinkKind::Kafka && job.sink.topic.as_deref().unwrap_or("").is_empty() {
+        report(locate(text, "sink", "type"), "kafka sinks need `topic`".into());
+    }
+    let p = &job.processing;
+    if p.commit_interval.as_millis() == 0 {
+        report(locate(text, "processing", "commit_interval"), "commit_interval must be greater than zero".into());
+    }
+    match (p.bad_records, &p.dead_letter_topic) {
+        (BadRecordPolicy::DeadLetter, None) => {
+            report(locate(text, "processing", "bad_records"), "bad_records = \"dead_letter\" needs `dead_letter_topic`".into())
+        }
+        (BadRecordPolicy::Fail | BadRecordPolicy::Skip, Some(_)) => report(
+            locate(text, "processing", "dead_letter_topic"),
+            "dead_letter_topic is set but bad_records is not \"dead_letter\": nothing would be sent there".into(),
+        ),
+        _ => {}
+    }
+    if p.guarantee == Guarantee::ExactlyOnce {
+        report(
+            locate(text, "processing", "guarantee"),
+            "guarantee = \"exactly_once\" is not available in this version; use \"at_least_once\"".into(),
+        );
+    }
+    if let Some(rf) = job.state.changelog_replication_factor {
+        if rf < 1 {
+            report(locate(text, "state", "changelog_replication_factor"), "changelog_replication_factor must be at least 1".into());
+        }
+    }
+}
+
+fn check_window(w: &WindowOp, span: Range<usize>, report: &mut dyn FnMut(Range<usize>, String)) {
+    let size = w.size.get_ref().as_millis();
+    if size == 0 {
+        report(w.size.span(), "window size must be greater than zero".into());
+    }
+    match (w.kind, &w.advance) {
+        (WindowKind::Tumbling, Some(a)) => report(a.span(), "`advance` is for hopping windows; tumbling windows advance by their size".into()),
+        (WindowKind::Hopping, None) => report(span, "hopping windows need `advance`".into()),
+        (WindowKind::Hopping, Some(a)) => {
+            let adv = a.get_ref().as_millis();
+            if adv == 0 || adv > size {
+                report(a.span(), format!("advance ({}) must be greater than zero and at most the size ({})", a.get_ref(), w.size.get_ref()));
+            } else if size % adv != 0 {
+                report(a.span(), format!("size ({}) must be a multiple of advance ({})", w.size.get_ref(), a.get_ref()));
+            }
+        }
+        (WindowKind::Tumbling, None) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "meter-hourly-average"
+[kafka]
+bootstrap_servers = "${BROKERS:-127.0.0.1:9092}"
+[source]
+topics = ["meter-readings"]
+key_field = "meter_id"
+timestamp_field = "ts"
+[[pipeline]]
+window = { type = "tumbling", size = "1h", grace = "5m" }
+[[pipeline]]
+aggregate = { store = "hourly", field = "kwh", functions = ["avg", "count", "min", "max"] }
+[sink]
+topic = "meter-hourly"
+"#;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn a_good_job_loads_with_defaults() {
+        let job = parse_job("job.toml", GOOD, &no_env).unwrap();
+        assert_eq!(job.kafka.bootstrap_servers.as_deref(), Some("127.0.0.1:9092"));
+        assert_eq!(job.changelog_topic().as_deref(), Some("meter-hourly-average-hourly-changelog"));
+        assert_eq!(job.processing.commit_interval.as_millis(), 1000);
+        assert!(job.plan().window.is_some());
+    }
+
+    #[test]
+    fn an_unknown_key_names_its_position_and_the_closest_key() {
+        let text = GOOD.replace("key_field", "key_feild");
+        let err = parse_job("job.toml", &text, &no_env).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert_eq!(err.0[0].to_string(), "job.toml:7:1: unknown key `key_feild`; did you mean `key_field`?");
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported_with_its_position() {
+        let text = GOOD
+            .replace("name = \"meter-hourly-average\"", "name = \"bad name!\"")
+            .replace("type = \"tumbling\", size = \"1h\"", "type = \"hopping\", size = \"1h\", advance = \"2h\"");
+        let err = parse_job("job.toml", &text, &no_env).unwrap_err();
+        let lines: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("job.toml:2:8: bad job name"), "{lines:?}");
+        assert!(lines[1].starts_with("job.toml:10:53: advance (2h) must be"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_bad_duration_points_at_the_value() {
+        let err = parse_job("j.toml", &GOOD.replace("\"1h\"", "\"1 hour\""), &no_env).unwrap_err();
+        assert!(err.0[0].to_string().starts_with("j.toml:10:"), "{err}");
+        assert!(err.0[0].message.contains("unknown unit"), "{err}");
+    }
+
+    #[test]
+    fn dead_letter_without_a_topic_is_a_contradiction() {
+        let text = format!("{GOOD}[processing]\nbad_records = \"dead_letter\"\n");
+        let err = parse_job("j.toml", &text, &no_env).unwrap_err();
+        assert_eq!(err.0[0].line, 16);
+        assert!(err.0[0].message.contains("needs `dead_letter_topic`"));
+    }
+}

@@ -29,13 +29,21 @@ impl std::str::FromStr for Duration {
         let mut total: u128 = 0;
         let mut rest = text;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
-                return Err(format!("bad duration {s:?}: expected a number before the unit, e.g. \"30s\""));
+                return Err(format!(
+                    "bad duration {s:?}: expected a number before the unit, e.g. \"30s\""
+                ));
             }
-            let number: u128 = rest[..digits].parse().map_err(|_| format!("bad duration {s:?}: number too large"))?;
+            let number: u128 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("bad duration {s:?}: number too large"))?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
             let ms_per_unit: u128 = match unit {
@@ -44,10 +52,24 @@ impl std::str::FromStr for Duration {
                 "m" => 60_000,
                 "h" => 3_600_000,
                 "d" => 86_400_000,
-                "" => return Err(format!("bad duration {s:?}: missing unit (ms, s, m, h or d)")),
-                other => return Err(format!("bad duration {s:?}: unknown unit {other:?} (use ms, s, m, h or d)")),
+                "" => {
+                    return Err(format!(
+                        "bad duration {s:?}: missing unit (ms, s, m, h or d)"
+                    ))
+                }
+                other => {
+                    return Err(format!(
+                        "bad duration {s:?}: unknown unit {other:?} (use ms, s, m, h or d)"
+                    ))
+                }
             };
-            total = total.checked_add(number.checked_mul(ms_per_unit).ok_or("duration too large")?).ok_or("duration too large")?;
+            total = total
+                .checked_add(
+                    number
+                        .checked_mul(ms_per_unit)
+                        .ok_or("duration too large")?,
+                )
+                .ok_or("duration too large")?;
         }
         let ms = u64::try_from(total).map_err(|_| format!("bad duration {s:?}: too large"))?;
         Ok(Duration::from_millis(ms))
@@ -57,7 +79,12 @@ impl std::str::FromStr for Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.as_millis();
-        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+        ] {
             if ms >= size && ms % size == 0 {
                 return write!(f, "{}{unit}", ms / size);
             }
@@ -95,8 +122,14 @@ mod tests {
 
     #[test]
     fn rejects_missing_or_unknown_units() {
-        assert!("10".parse::<Duration>().unwrap_err().contains("missing unit"));
-        assert!("10w".parse::<Duration>().unwrap_err().contains("unknown unit"));
+        assert!("10"
+            .parse::<Duration>()
+            .unwrap_err()
+            .contains("missing unit"));
+        assert!("10w"
+            .parse::<Duration>()
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!("h".parse::<Duration>().is_err());
         assert!("99999999999999999999999d".parse::<Duration>().is_err());
     }

@@ -8,7 +8,10 @@ pub struct InterpolationError {
     pub message: String,
 }
 
-pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<InterpolationError>> {
+pub fn interpolate(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Vec<InterpolationError>> {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
     let bytes = text.as_bytes();
@@ -21,7 +24,10 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
         }
         if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
             let Some(close) = text[i..].find('}') else {
-                errors.push(InterpolationError { offset: i, message: "unclosed `${`: expected `}`".into() });
+                errors.push(InterpolationError {
+                    offset: i,
+                    message: "unclosed `${`: expected `}`".into(),
+                });
                 break;
             };
             let inner = &text[i + 2..i + close];
@@ -30,7 +36,10 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
                 None => (inner, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                errors.push(InterpolationError { offset: i, message: format!("bad variable name {name:?} in `${{{inner}}}`") });
+                errors.push(InterpolationError {
+                    offset: i,
+                    message: format!("bad variable name {name:?} in `${{{inner}}}`"),
+                });
             } else {
                 let value = lookup(name).filter(|v| !v.is_empty());
                 match (value, rule) {
@@ -78,12 +87,16 @@ mod tests {
 
     #[test]
     fn substitutes_defaults_and_literals() {
-        assert_eq!(interpolate("a=${SET} b=${UNSET:-d} c=$$x", &env).unwrap(), "a=value b=d c=$x");
+        assert_eq!(
+            interpolate("a=${SET} b=${UNSET:-d} c=$$x", &env).unwrap(),
+            "a=value b=d c=$x"
+        );
     }
 
     #[test]
     fn reports_required_and_unset_variables_with_offsets() {
-        let errors = interpolate("x = \"${UNSET:?give the password}\"\ny = \"${ALSO}\"", &env).unwrap_err();
+        let errors =
+            interpolate("x = \"${UNSET:?give the password}\"\ny = \"${ALSO}\"", &env).unwrap_err();
         assert_eq!(errors.len(), 2);
         assert_eq!(errors[0].offset, 5);
         assert!(errors[0].message.contains("give the password"));

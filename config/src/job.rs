@@ -302,12 +302,17 @@ impl Job {
 
     /// `<job>-<store>-changelog`.
     pub fn changelog_topic(&self) -> Option<String> {
-        self.store_name().map(|s| format!("{}-{s}-changelog", self.name.get_ref()))
+        self.store_name()
+            .map(|s| format!("{}-{s}-changelog", self.name.get_ref()))
     }
 
     /// The validated pipeline (see `load::validate` for the rules that make this infallible).
     pub fn plan(&self) -> Plan {
-        let mut plan = Plan { filters: Vec::new(), stamp: None, window: None };
+        let mut plan = Plan {
+            filters: Vec::new(),
+            stamp: None,
+            window: None,
+        };
         let mut window = None;
         for op in &self.pipeline {
             match op.get_ref() {

@@ -18,7 +18,11 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 
@@ -43,32 +47,69 @@ impl std::error::Error for ConfigErrors {}
 /// Reads and validates a job file, resolving `${VAR}` from the process environment.
 pub fn load_job(path: &Path) -> Result<Job, ConfigErrors> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| ConfigErrors(vec![ConfigError { file: file.clone(), line: 1, col: 1, message: format!("cannot read: {e}") }]))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            line: 1,
+            col: 1,
+            message: format!("cannot read: {e}"),
+        }])
+    })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let (line, col) = line_col(&String::from_utf8_lossy(&e.into_bytes()), at);
-        ConfigErrors(vec![ConfigError { file: file.clone(), line, col, message: "the file is not valid UTF-8".into() }])
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            line,
+            col,
+            message: "the file is not valid UTF-8".into(),
+        }])
     })?;
     parse_job(&file, &text, &|name| std::env::var(name).ok())
 }
 
 /// Parses and validates job text; `file` names it in errors, `env` resolves `${VAR}`.
-pub fn parse_job(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Job, ConfigErrors> {
+pub fn parse_job(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Job, ConfigErrors> {
     let at = |offset: usize, message: String| {
         let (line, col) = line_col(text, offset);
-        ConfigError { file: file.to_string(), line, col, message }
+        ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            message,
+        }
     };
-    let resolved = interpolate(text, env).map_err(|errs| ConfigErrors(errs.into_iter().map(|e| at(e.offset, e.message)).collect()))?;
+    let resolved = interpolate(text, env).map_err(|errs| {
+        ConfigErrors(errs.into_iter().map(|e| at(e.offset, e.message)).collect())
+    })?;
     let job: Job = toml::from_str(&resolved).map_err(|e| {
         let offset = e.span().map(|s| s.start).unwrap_or(0);
         let (line, col) = line_col(&resolved, offset);
-        ConfigErrors(vec![ConfigError { file: file.to_string(), line, col, message: tidy_toml_message(e.message()) }])
+        ConfigErrors(vec![ConfigError {
+            file: file.to_string(),
+            line,
+            col,
+            message: tidy_toml_message(e.message()),
+        }])
     })?;
     let mut errors = Vec::new();
-    validate(&job, &resolved, &mut |span: Range<usize>, message: String| {
-        let (line, col) = line_col(&resolved, span.start);
-        errors.push(ConfigError { file: file.to_string(), line, col, message });
-    });
+    validate(
+        &job,
+        &resolved,
+        &mut |span: Range<usize>, message: String| {
+            let (line, col) = line_col(&resolved, span.start);
+            errors.push(ConfigError {
+                file: file.to_string(),
+                line,
+                col,
+                message,
+            });
+        },
+    );
     if errors.is_empty() {
         Ok(job)
     } else {
@@ -99,7 +140,10 @@ fn tidy_toml_message(message: &str) -> String {
         if let Some(best) = closest(&unknown, &expected) {
             m = format!("unknown key `{unknown}`; did you mean `{best}`?");
         } else {
-            m = format!("unknown key `{unknown}`; expected one of {}", expected.join(", "));
+            m = format!(
+                "unknown key `{unknown}`; expected one of {}",
+                expected.join(", ")
+            );
         }
     }
     m
@@ -107,7 +151,12 @@ fn tidy_toml_message(message: &str) -> String {
 
 /// The candidate within edit distance 2 of `word`, if any.
 fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates.iter().map(|c| (edit_distance(word, c), *c)).filter(|(d, _)| *d <= 2).min().map(|(_, c)| c)
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, c)| c)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -116,7 +165,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -132,7 +185,12 @@ fn locate(text: &str, table: &str, key: &str) -> Range<usize> {
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_start();
         if trimmed.starts_with('[') {
-            in_table = trimmed.trim_end().trim_start_matches('[').trim_end_matches(']').trim() == table;
+            in_table = trimmed
+                .trim_end()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim()
+                == table;
             if in_table && header.is_none() {
                 header = Some(offset..offset + line.len());
             }
@@ -149,18 +207,34 @@ fn locate(text: &str, table: &str, key: &str) -> Range<usize> {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 200 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    !name.is_empty()
+        && name.len() <= 200
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String)) {
     if !valid_name(job.name.get_ref()) {
-        report(job.name.span(), format!("bad job name {:?}: use 1 to 200 of [a-zA-Z0-9._-]", job.name.get_ref()));
+        report(
+            job.name.span(),
+            format!(
+                "bad job name {:?}: use 1 to 200 of [a-zA-Z0-9._-]",
+                job.name.get_ref()
+            ),
+        );
     }
     if job.source.topics.is_empty() {
-        report(locate(text, "source", "topics"), "source.topics is empty: name at least one topic".into());
+        report(
+            locate(text, "source", "topics"),
+            "source.topics is empty: name at least one topic".into(),
+        );
     }
     if job.source.format == Format::Csv && job.source.columns.is_empty() {
-        report(locate(text, "source", "format"), "csv sources need `columns` (the column names, in order)".into());
+        report(
+            locate(text, "source", "format"),
+            "csv sources need `columns` (the column names, in order)".into(),
+        );
     }
 
     let mut window: Option<&WindowOp> = None;
@@ -174,7 +248,10 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
             Operator::Filter(_) | Operator::Stamp(_) => {}
             Operator::Window(w) => {
                 if window.is_some() || stores > 0 {
-                    report(op.span(), "only one window + aggregate per job is supported".into());
+                    report(
+                        op.span(),
+                        "only one window + aggregate per job is supported".into(),
+                    );
                 }
                 check_window(w, op.span(), report);
                 window = Some(w);
@@ -183,31 +260,56 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
             Operator::Aggregate(a) => {
                 stores += 1;
                 if window.take().is_none() {
-                    report(op.span(), "`aggregate` must directly follow a `window`".into());
+                    report(
+                        op.span(),
+                        "`aggregate` must directly follow a `window`".into(),
+                    );
                 }
                 if !valid_name(a.store.get_ref()) {
-                    report(a.store.span(), format!("bad store name {:?}: use [a-zA-Z0-9._-]", a.store.get_ref()));
+                    report(
+                        a.store.span(),
+                        format!("bad store name {:?}: use [a-zA-Z0-9._-]", a.store.get_ref()),
+                    );
                 }
                 if a.functions.is_empty() {
-                    report(op.span(), "aggregate.functions is empty: list some of avg, sum, count, min, max".into());
+                    report(
+                        op.span(),
+                        "aggregate.functions is empty: list some of avg, sum, count, min, max"
+                            .into(),
+                    );
                 }
             }
         }
     }
     if window.is_some() {
-        report(window_span, "`window` must be followed by an `aggregate`".into());
+        report(
+            window_span,
+            "`window` must be followed by an `aggregate`".into(),
+        );
     }
-    let has_stamp = job.pipeline.iter().any(|op| matches!(op.get_ref(), Operator::Stamp(_)));
+    let has_stamp = job
+        .pipeline
+        .iter()
+        .any(|op| matches!(op.get_ref(), Operator::Stamp(_)));
     if has_stamp && stores > 0 {
-        report(locate(text, "", "pipeline"), "`stamp` forwards records and cannot be combined with an aggregate".into());
+        report(
+            locate(text, "", "pipeline"),
+            "`stamp` forwards records and cannot be combined with an aggregate".into(),
+        );
     }
 
     if job.sink.kind == SinkKind::Kafka && job.sink.topic.as_deref().unwrap_or("").is_empty() {
-        report(locate(text, "sink", "type"), "kafka sinks need `topic`".into());
+        report(
+            locate(text, "sink", "type"),
+            "kafka sinks need `topic`".into(),
+        );
     }
     let p = &job.processing;
     if p.commit_interval.as_millis() == 0 {
-        report(locate(text, "processing", "commit_interval"), "commit_interval must be greater than zero".into());
+        report(
+            locate(text, "processing", "commit_interval"),
+            "commit_interval must be greater than zero".into(),
+        );
     }
     match (p.bad_records, &p.dead_letter_topic) {
         (BadRecordPolicy::DeadLetter, None) => {
@@ -222,12 +324,16 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
     if p.guarantee == Guarantee::ExactlyOnce {
         report(
             locate(text, "processing", "guarantee"),
-            "guarantee = \"exactly_once\" is not available in this version; use \"at_least_once\"".into(),
+            "guarantee = \"exactly_once\" is not available in this version; use \"at_least_once\""
+                .into(),
         );
     }
     if let Some(rf) = job.state.changelog_replication_factor {
         if rf < 1 {
-            report(locate(text, "state", "changelog_replication_factor"), "changelog_replication_factor must be at least 1".into());
+            report(
+                locate(text, "state", "changelog_replication_factor"),
+                "changelog_replication_factor must be at least 1".into(),
+            );
         }
     }
 }
@@ -235,17 +341,37 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
 fn check_window(w: &WindowOp, span: Range<usize>, report: &mut dyn FnMut(Range<usize>, String)) {
     let size = w.size.get_ref().as_millis();
     if size == 0 {
-        report(w.size.span(), "window size must be greater than zero".into());
+        report(
+            w.size.span(),
+            "window size must be greater than zero".into(),
+        );
     }
     match (w.kind, &w.advance) {
-        (WindowKind::Tumbling, Some(a)) => report(a.span(), "`advance` is for hopping windows; tumbling windows advance by their size".into()),
+        (WindowKind::Tumbling, Some(a)) => report(
+            a.span(),
+            "`advance` is for hopping windows; tumbling windows advance by their size".into(),
+        ),
         (WindowKind::Hopping, None) => report(span, "hopping windows need `advance`".into()),
         (WindowKind::Hopping, Some(a)) => {
             let adv = a.get_ref().as_millis();
             if adv == 0 || adv > size {
-                report(a.span(), format!("advance ({}) must be greater than zero and at most the size ({})", a.get_ref(), w.size.get_ref()));
+                report(
+                    a.span(),
+                    format!(
+                        "advance ({}) must be greater than zero and at most the size ({})",
+                        a.get_ref(),
+                        w.size.get_ref()
+                    ),
+                );
             } else if size % adv != 0 {
-                report(a.span(), format!("size ({}) must be a multiple of advance ({})", w.size.get_ref(), a.get_ref()));
+                report(
+                    a.span(),
+                    format!(
+                        "size ({}) must be a multiple of advance ({})",
+                        w.size.get_ref(),
+                        a.get_ref()
+                    ),
+                );
             }
         }
         (WindowKind::Tumbling, None) => {}
@@ -279,8 +405,14 @@ topic = "meter-hourly"
     #[test]
     fn a_good_job_loads_with_defaults() {
         let job = parse_job("job.toml", GOOD, &no_env).unwrap();
-        assert_eq!(job.kafka.bootstrap_servers.as_deref(), Some("127.0.0.1:9092"));
-        assert_eq!(job.changelog_topic().as_deref(), Some("meter-hourly-average-hourly-changelog"));
+        assert_eq!(
+            job.kafka.bootstrap_servers.as_deref(),
+            Some("127.0.0.1:9092")
+        );
+        assert_eq!(
+            job.changelog_topic().as_deref(),
+            Some("meter-hourly-average-hourly-changelog")
+        );
         assert_eq!(job.processing.commit_interval.as_millis(), 1000);
         assert!(job.plan().window.is_some());
     }
@@ -290,19 +422,31 @@ topic = "meter-hourly"
         let text = GOOD.replace("key_field", "key_feild");
         let err = parse_job("job.toml", &text, &no_env).unwrap_err();
         assert_eq!(err.0.len(), 1);
-        assert_eq!(err.0[0].to_string(), "job.toml:7:1: unknown key `key_feild`; did you mean `key_field`?");
+        assert_eq!(
+            err.0[0].to_string(),
+            "job.toml:7:1: unknown key `key_feild`; did you mean `key_field`?"
+        );
     }
 
     #[test]
     fn every_semantic_error_is_reported_with_its_position() {
         let text = GOOD
             .replace("name = \"meter-hourly-average\"", "name = \"bad name!\"")
-            .replace("type = \"tumbling\", size = \"1h\"", "type = \"hopping\", size = \"1h\", advance = \"2h\"");
+            .replace(
+                "type = \"tumbling\", size = \"1h\"",
+                "type = \"hopping\", size = \"1h\", advance = \"2h\"",
+            );
         let err = parse_job("job.toml", &text, &no_env).unwrap_err();
         let lines: Vec<String> = err.0.iter().map(|e| e.to_string()).collect();
         assert_eq!(lines.len(), 2, "{lines:?}");
-        assert!(lines[0].starts_with("job.toml:2:8: bad job name"), "{lines:?}");
-        assert!(lines[1].starts_with("job.toml:10:53: advance (2h) must be"), "{lines:?}");
+        assert!(
+            lines[0].starts_with("job.toml:2:8: bad job name"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("job.toml:10:53: advance (2h) must be"),
+            "{lines:?}"
+        );
     }
 
     #[test]

@@ -26,7 +26,11 @@ pub struct RuntimeConfig {
 
 impl RuntimeConfig {
     /// Defaults are sized for a small pod: 64 MiB block cache, 32 MiB of memtables per worker.
-    pub fn resolve(job: &Job, cli: &RuntimeOverrides, env: &dyn Fn(&str) -> Option<String>) -> Result<RuntimeConfig, String> {
+    pub fn resolve(
+        job: &Job,
+        cli: &RuntimeOverrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<RuntimeConfig, String> {
         let env_or = |name: &str| env(name).filter(|v| !v.is_empty());
         let r = &job.runtime;
         let brokers = cli
@@ -41,22 +45,40 @@ impl RuntimeConfig {
             .or_else(|| env_or("WEIR_STATE_DIR"))
             .or_else(|| job.state.dir.clone())
             .unwrap_or_else(|| "weir-state".into());
-        let http = cli.http.clone().or_else(|| env_or("WEIR_HTTP")).or_else(|| r.http.clone());
-        let instance_id = cli.instance_id.clone().or_else(|| env_or("WEIR_INSTANCE_ID")).or_else(|| r.instance_id.clone());
+        let http = cli
+            .http
+            .clone()
+            .or_else(|| env_or("WEIR_HTTP"))
+            .or_else(|| r.http.clone());
+        let instance_id = cli
+            .instance_id
+            .clone()
+            .or_else(|| env_or("WEIR_INSTANCE_ID"))
+            .or_else(|| r.instance_id.clone());
         let parse_duration = |name: &str| -> Result<Option<Duration>, String> {
-            env_or(name).map(|v| v.parse::<Duration>().map_err(|e| format!("{name}: {e}"))).transpose()
+            env_or(name)
+                .map(|v| v.parse::<Duration>().map_err(|e| format!("{name}: {e}")))
+                .transpose()
         };
         let parse_bytes = |name: &str| -> Result<Option<u64>, String> {
-            env_or(name).map(|v| v.parse::<u64>().map_err(|e| format!("{name}: {e}"))).transpose()
+            env_or(name)
+                .map(|v| v.parse::<u64>().map_err(|e| format!("{name}: {e}")))
+                .transpose()
         };
         Ok(RuntimeConfig {
             brokers,
             state_dir,
             http,
             instance_id,
-            session_timeout: parse_duration("WEIR_SESSION_TIMEOUT")?.or(r.session_timeout).unwrap_or(Duration::from_millis(10_000)),
-            block_cache_bytes: parse_bytes("WEIR_BLOCK_CACHE_BYTES")?.or(r.block_cache_bytes).unwrap_or(64 << 20),
-            write_buffer_bytes: parse_bytes("WEIR_WRITE_BUFFER_BYTES")?.or(r.write_buffer_bytes).unwrap_or(32 << 20),
+            session_timeout: parse_duration("WEIR_SESSION_TIMEOUT")?
+                .or(r.session_timeout)
+                .unwrap_or(Duration::from_millis(10_000)),
+            block_cache_bytes: parse_bytes("WEIR_BLOCK_CACHE_BYTES")?
+                .or(r.block_cache_bytes)
+                .unwrap_or(64 << 20),
+            write_buffer_bytes: parse_bytes("WEIR_WRITE_BUFFER_BYTES")?
+                .or(r.write_buffer_bytes)
+                .unwrap_or(32 << 20),
         })
     }
 }

@@ -1,1 +1,27 @@
+//! The weir runtime: workers, tasks, the commit cycle, HTTP endpoints, and the `weir` binary.
+//!
+//! # Layout
+//! - `worker.rs`: one consumer-group member: poll loop, rebalances, restore, processing, commit cycle;
+//! - `task.rs`: a task (one input partition) and its lifecycle state machine;
+//! - `commit.rs`: the guarantee-specific commit step;
+//! - `deliveries.rs`: producer delivery reports (failures, changelog offsets for checkpoints);
+//! - `kafka.rs`: client configuration and internal topics;
+//! - `metrics.rs`, `health.rs`, `http.rs`: `/metrics`, `/livez`, `/readyz`;
+//! - `generator.rs`: deterministic meter readings (demo, tests, drills);
+//! - `demo.rs`: `weir demo`, the flagship job on an in-process mock cluster;
+//! - `cli.rs`: the command line.
 
+pub mod cli;
+mod commit;
+mod deliveries;
+pub mod demo;
+pub mod generator;
+pub mod health;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+mod task;
+pub mod worker;
+
+/// The flagship job as shipped in `jobs/`.
+pub const FLAGSHIP_JOB: &str = include_str!("../../jobs/meter-hourly-average.toml");

@@ -1,1 +1,21 @@
-//! placeholder
+//! Local state of weir tasks: one RocksDB per task, a checkpoint file saying which changelog offset
+//! the local state matches, and the memory shared by all the stores of a worker.
+//!
+//! # Layout
+//! - `resources.rs`: the block cache and write-buffer manager shared by every store of a worker;
+//! - `task_dir.rs`: `<state_dir>/<job>/<partition>/`, its `.lock`, wiping;
+//! - `checkpoint.rs`: the checkpoint file (versioned, checksummed, tmp + fsync + rename, never backwards);
+//! - `store.rs`: a task's RocksDB store: point reads, batched writes, range scans, size figures;
+//! - `changelog.rs`: how store entries travel in changelog records.
+
+mod changelog;
+mod checkpoint;
+mod resources;
+mod store;
+mod task_dir;
+
+pub use changelog::{ChangelogRecord, CHANGELOG_VALUE_VERSION};
+pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FORMAT_VERSION};
+pub use resources::SharedResources;
+pub use store::{Store, StoreError, WriteOp};
+pub use task_dir::{LockError, TaskDir};

@@ -23,7 +23,9 @@ fn run_dir() -> PathBuf {
 }
 
 fn libs_dir() -> PathBuf {
-    cache_dir().join(format!("kafka-{KAFKA_VERSION}")).join("libs")
+    cache_dir()
+        .join(format!("kafka-{KAFKA_VERSION}"))
+        .join("libs")
 }
 
 /// Fetches the broker and its runtime dependencies once; later calls find them in the cache.
@@ -34,7 +36,10 @@ fn fetch() -> Result<PathBuf, String> {
         return Ok(libs);
     }
     prereq::ensure_java_and_maven()?;
-    eprintln!("xtask: fetching Apache Kafka {KAFKA_VERSION} from Maven Central into {}", libs.display());
+    eprintln!(
+        "xtask: fetching Apache Kafka {KAFKA_VERSION} from Maven Central into {}",
+        libs.display()
+    );
     let _ = std::fs::remove_dir_all(&libs);
     let pom = workspace_root().join("xtask").join("kafka").join("pom.xml");
     let status = Command::new("mvn")
@@ -53,8 +58,12 @@ fn fetch() -> Result<PathBuf, String> {
 }
 
 fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port on 127.0.0.1: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port on 127.0.0.1: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
 }
 
 struct Node {
@@ -71,11 +80,22 @@ fn server_properties(node: &Node, voters: &str, brokers: usize) -> String {
     let _ = writeln!(p, "process.roles=broker,controller");
     let _ = writeln!(p, "node.id={}", node.id);
     let _ = writeln!(p, "controller.quorum.voters={voters}");
-    let _ = writeln!(p, "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}", node.broker_port, node.controller_port);
-    let _ = writeln!(p, "advertised.listeners=PLAINTEXT://127.0.0.1:{}", node.broker_port);
+    let _ = writeln!(
+        p,
+        "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+        node.broker_port, node.controller_port
+    );
+    let _ = writeln!(
+        p,
+        "advertised.listeners=PLAINTEXT://127.0.0.1:{}",
+        node.broker_port
+    );
     let _ = writeln!(p, "controller.listener.names=CONTROLLER");
     let _ = writeln!(p, "inter.broker.listener.name=PLAINTEXT");
-    let _ = writeln!(p, "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT");
+    let _ = writeln!(
+        p,
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    );
     let _ = writeln!(p, "log.dirs={}", node.dir.join("data").display());
     let _ = writeln!(p, "num.partitions=1");
     let _ = writeln!(p, "auto.create.topics.enable=false");
@@ -93,7 +113,10 @@ fn server_properties(node: &Node, voters: &str, brokers: usize) -> String {
     let _ = writeln!(p, "group.min.session.timeout.ms=500");
     let _ = writeln!(p, "group.consumer.min.session.timeout.ms=500");
     // Faster clean-up of transactions left open by killed producers.
-    let _ = writeln!(p, "transaction.abort.timed.out.transaction.cleanup.interval.ms=2000");
+    let _ = writeln!(
+        p,
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms=2000"
+    );
     let _ = writeln!(p, "log.cleaner.backoff.ms=1000");
     p
 }
@@ -115,11 +138,19 @@ logger.state.level = warn
 
 fn java(libs: &Path, node_dir: &Path) -> Command {
     let mut cmd = Command::new("java");
-    cmd.args(["-Xms128m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true"])
-        .arg(format!("-Dlog4j2.configurationFile={}", node_dir.join("log4j2.properties").display()))
-        .arg(format!("-Dkafka.logs.dir={}", node_dir.display()))
-        .arg("-cp")
-        .arg(format!("{}/*", libs.display()));
+    cmd.args([
+        "-Xms128m",
+        "-Xmx512m",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+    ])
+    .arg(format!(
+        "-Dlog4j2.configurationFile={}",
+        node_dir.join("log4j2.properties").display()
+    ))
+    .arg(format!("-Dkafka.logs.dir={}", node_dir.display()))
+    .arg("-cp")
+    .arg(format!("{}/*", libs.display()));
     cmd
 }
 
@@ -127,7 +158,9 @@ fn java(libs: &Path, node_dir: &Path) -> Command {
 fn cluster_id() -> Result<String, String> {
     let mut bytes = [0u8; 16];
     use std::io::Read;
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).map_err(|e| e.to_string())?;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| e.to_string())?;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     let mut acc = 0u32;
@@ -159,7 +192,12 @@ fn log_tail(node_dir: &Path) -> String {
         if let Ok(content) = std::fs::read_to_string(node_dir.join(name)) {
             let lines: Vec<&str> = content.lines().collect();
             let start = lines.len().saturating_sub(15);
-            let _ = writeln!(text, "--- {} (last lines) ---\n{}", node_dir.join(name).display(), lines[start..].join("\n"));
+            let _ = writeln!(
+                text,
+                "--- {} (last lines) ---\n{}",
+                node_dir.join(name).display(),
+                lines[start..].join("\n")
+            );
         }
     }
     text
@@ -176,15 +214,27 @@ pub fn start(brokers: usize) -> Result<String, String> {
 
     let mut nodes = Vec::new();
     for id in 1..=brokers {
-        nodes.push(Node { id, broker_port: free_port()?, controller_port: free_port()?, dir: dir.join(format!("node-{id}")) });
+        nodes.push(Node {
+            id,
+            broker_port: free_port()?,
+            controller_port: free_port()?,
+            dir: dir.join(format!("node-{id}")),
+        });
     }
-    let voters: Vec<String> = nodes.iter().map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port)).collect();
+    let voters: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+        .collect();
     let voters = voters.join(",");
     let cluster = cluster_id()?;
 
     for node in &nodes {
         std::fs::create_dir_all(node.dir.join("data")).map_err(|e| e.to_string())?;
-        std::fs::write(node.dir.join("server.properties"), server_properties(node, &voters, brokers)).map_err(|e| e.to_string())?;
+        std::fs::write(
+            node.dir.join("server.properties"),
+            server_properties(node, &voters, brokers),
+        )
+        .map_err(|e| e.to_string())?;
         std::fs::write(node.dir.join("log4j2.properties"), LOG4J2).map_err(|e| e.to_string())?;
         let out = java(&libs, &node.dir)
             .args(["kafka.tools.StorageTool", "format", "--cluster-id", &cluster, "--config"])
@@ -204,7 +254,8 @@ pub fn start(brokers: usize) -> Result<String, String> {
     let started = Instant::now();
     let mut children = Vec::new();
     for node in &nodes {
-        let stdout = std::fs::File::create(node.dir.join("stdout.log")).map_err(|e| e.to_string())?;
+        let stdout =
+            std::fs::File::create(node.dir.join("stdout.log")).map_err(|e| e.to_string())?;
         let stderr = stdout.try_clone().map_err(|e| e.to_string())?;
         let child = java(&libs, &node.dir)
             .arg("kafka.Kafka")
@@ -227,9 +278,14 @@ pub fn start(brokers: usize) -> Result<String, String> {
     let pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
     std::fs::write(dir.join("pids"), pids.join("\n")).map_err(|e| e.to_string())?;
 
-    let bootstrap: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.broker_port)).collect();
+    let bootstrap: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.broker_port))
+        .collect();
     let bootstrap = bootstrap.join(",");
-    let first: SocketAddr = format!("127.0.0.1:{}", nodes[0].broker_port).parse().unwrap();
+    let first: SocketAddr = format!("127.0.0.1:{}", nodes[0].broker_port)
+        .parse()
+        .unwrap();
     loop {
         for (node, child) in nodes.iter().zip(children.iter_mut()) {
             if let Ok(Some(status)) = child.try_wait() {
@@ -241,7 +297,10 @@ pub fn start(brokers: usize) -> Result<String, String> {
                 };
                 kill_children(&mut children);
                 let _ = std::fs::remove_file(dir.join("pids"));
-                return Err(format!("Kafka node {} exited during start-up ({status}): {hint}\n{tail}", node.id));
+                return Err(format!(
+                    "Kafka node {} exited during start-up ({status}): {hint}\n{tail}",
+                    node.id
+                ));
             }
         }
         let ready = nodes.iter().all(|n| {
@@ -263,7 +322,10 @@ pub fn start(brokers: usize) -> Result<String, String> {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::fs::write(dir.join("bootstrap"), &bootstrap).map_err(|e| e.to_string())?;
-    eprintln!("xtask: Kafka {KAFKA_VERSION} ({brokers} node(s)) ready in {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "xtask: Kafka {KAFKA_VERSION} ({brokers} node(s)) ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     println!("{bootstrap}");
     Ok(bootstrap)
 }
@@ -271,13 +333,19 @@ pub fn start(brokers: usize) -> Result<String, String> {
 fn alive(pid: &str) -> bool {
     // A zombie has exited; only its parent's wait is missing.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit(") ").next().is_some_and(|rest| rest.starts_with('Z')),
+        Ok(stat) => !stat
+            .rsplit(") ")
+            .next()
+            .is_some_and(|rest| rest.starts_with('Z')),
         Err(_) => false,
     }
 }
 
 fn signal(pid: &str, sig: &str) {
-    let _ = Command::new("kill").args([sig, pid]).stderr(Stdio::null()).status();
+    let _ = Command::new("kill")
+        .args([sig, pid])
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// Stops the cluster started from this workspace: SIGTERM, then SIGKILL after a timeout.
@@ -298,7 +366,10 @@ pub fn stop() -> Result<(), String> {
     }
     for pid in &pids {
         if alive(pid) {
-            eprintln!("xtask: Kafka process {pid} ignored SIGTERM for {}s; killing it", STOP_TIMEOUT.as_secs());
+            eprintln!(
+                "xtask: Kafka process {pid} ignored SIGTERM for {}s; killing it",
+                STOP_TIMEOUT.as_secs()
+            );
             signal(pid, "-KILL");
         }
     }
@@ -318,12 +389,23 @@ pub fn status() -> Result<(), String> {
         return Err("no Kafka started by `cargo xtask kafka start` is running".into());
     }
     let first = bootstrap.split(',').next().unwrap_or_default();
-    let view = first.parse::<SocketAddr>().ok().and_then(|a| wire::metadata(a, Duration::from_secs(2)).ok());
+    let view = first
+        .parse::<SocketAddr>()
+        .ok()
+        .and_then(|a| wire::metadata(a, Duration::from_secs(2)).ok());
     match view {
         Some(v) => {
-            println!("running: pids {}; bootstrap {bootstrap}; {} broker(s), controller {}", live.join(" "), v.brokers, v.controller_id);
+            println!(
+                "running: pids {}; bootstrap {bootstrap}; {} broker(s), controller {}",
+                live.join(" "),
+                v.brokers,
+                v.controller_id
+            );
             Ok(())
         }
-        None => Err(format!("processes {} are alive but {first} does not answer metadata requests", live.join(" "))),
+        None => Err(format!(
+            "processes {} are alive but {first} does not answer metadata requests",
+            live.join(" ")
+        )),
     }
 }

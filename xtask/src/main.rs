@@ -35,7 +35,9 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["demo", rest @ ..] => demo(rest),
         ["test", rest @ ..] => test(rest),
-        ["kafka", "start", rest @ ..] => parse_brokers(rest).and_then(|n| kafka::start(n).map(|_| ())),
+        ["kafka", "start", rest @ ..] => {
+            parse_brokers(rest).and_then(|n| kafka::start(n).map(|_| ()))
+        }
         ["kafka", "stop"] => kafka::stop(),
         ["kafka", "status"] => kafka::status(),
         ["prereq"] => prereq::ensure_build_prereqs().and_then(|_| prereq::ensure_java_and_maven()),
@@ -59,13 +61,18 @@ fn parse_brokers(args: &[&str]) -> Result<usize, String> {
         [] => Ok(1),
         ["--brokers", "1"] => Ok(1),
         ["--brokers", "3"] => Ok(3),
-        _ => Err(format!("kafka start takes `--brokers 1` or `--brokers 3`, got {args:?}")),
+        _ => Err(format!(
+            "kafka start takes `--brokers 1` or `--brokers 3`, got {args:?}"
+        )),
     }
 }
 
 /// The workspace root (the parent of this crate's directory).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// Where fetched and compiled artefacts are kept between runs: outside the clone, so that a fresh
@@ -74,7 +81,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("WEIR_CACHE_DIR") {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
     home.join(".cache").join("weir")
 }
 
@@ -85,7 +94,9 @@ fn cargo() -> Command {
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
-    let status = cmd.status().map_err(|e| format!("could not start {cmd:?}: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not start {cmd:?}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -95,7 +106,18 @@ fn run(cmd: &mut Command) -> Result<(), String> {
 
 fn demo(args: &[&str]) -> Result<(), String> {
     prereq::ensure_build_prereqs()?;
-    run(cargo().args(["run", "--quiet", "--package", "weir-engine", "--bin", "weir", "--", "demo"]).args(args))
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "weir-engine",
+            "--bin",
+            "weir",
+            "--",
+            "demo",
+        ])
+        .args(args))
 }
 
 /// Installs what is missing, starts a real single-node Kafka, runs the whole test suite against it,
@@ -111,7 +133,10 @@ fn test(args: &[&str]) -> Result<(), String> {
     // should not count against test timeouts.
     run(cargo().args(["build", "--workspace", "--all-targets"]))?;
     let bootstrap = kafka::start(1)?;
-    let result = run(cargo().args(["test", "--workspace", "--no-fail-fast"]).args(&extra).env("WEIR_TEST_BOOTSTRAP", &bootstrap));
+    let result = run(cargo()
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(&extra)
+        .env("WEIR_TEST_BOOTSTRAP", &bootstrap));
     let stopped = kafka::stop();
     result?;
     stopped

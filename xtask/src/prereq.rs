@@ -16,7 +16,9 @@ fn libclang_present() -> bool {
     if std::env::var_os("LIBCLANG_PATH").is_some() {
         return true;
     }
-    let out = Command::new("sh").args(["-c", "ldconfig -p | grep -q 'libclang.*\\.so'"]).status();
+    let out = Command::new("sh")
+        .args(["-c", "ldconfig -p | grep -q 'libclang.*\\.so'"])
+        .status();
     if matches!(out, Ok(s) if s.success()) {
         return true;
     }
@@ -27,7 +29,10 @@ fn libclang_present() -> bool {
                 let lib = e.path().join("lib");
                 e.file_name().to_string_lossy().starts_with("llvm-")
                     && std::fs::read_dir(lib)
-                        .map(|l| l.flatten().any(|f| f.file_name().to_string_lossy().starts_with("libclang")))
+                        .map(|l| {
+                            l.flatten()
+                                .any(|f| f.file_name().to_string_lossy().starts_with("libclang"))
+                        })
                         .unwrap_or(false)
             })
         })
@@ -44,16 +49,26 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
         "{sudo}apt-get update -qq && DEBIAN_FRONTEND=noninteractive {sudo}apt-get install -y -qq {}",
         packages.join(" ")
     );
-    let status = Command::new("sh").args(["-c", &script]).status().map_err(|e| e.to_string())?;
+    let status = Command::new("sh")
+        .args(["-c", &script])
+        .status()
+        .map_err(|e| e.to_string())?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("apt-get install {} failed ({status}); install it by hand and retry", packages.join(" ")))
+        Err(format!(
+            "apt-get install {} failed ({status}); install it by hand and retry",
+            packages.join(" ")
+        ))
     }
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 /// libclang for `librocksdb-sys`' bindgen; a C/C++ toolchain, make and perl for librdkafka and RocksDB.
@@ -62,7 +77,12 @@ pub fn ensure_build_prereqs() -> Result<(), String> {
     if !libclang_present() {
         missing.push("libclang-dev");
     }
-    for (cmd, pkg) in [("cc", "build-essential"), ("c++", "g++"), ("make", "make"), ("perl", "perl")] {
+    for (cmd, pkg) in [
+        ("cc", "build-essential"),
+        ("c++", "g++"),
+        ("make", "make"),
+        ("perl", "perl"),
+    ] {
         if !has_command(cmd) {
             missing.push(pkg);
         }
@@ -84,7 +104,9 @@ pub fn ensure_java_and_maven() -> Result<(), String> {
         missing.push("maven");
     }
     if !missing.is_empty() {
-        apt_install(&missing).map_err(|e| format!("{e}\nthe test broker needs Java 17+ (`java`) and Maven (`mvn`)"))?;
+        apt_install(&missing).map_err(|e| {
+            format!("{e}\nthe test broker needs Java 17+ (`java`) and Maven (`mvn`)")
+        })?;
     }
     Ok(())
 }

@@ -57,7 +57,10 @@ pub fn metadata(addr: SocketAddr, timeout: Duration) -> std::io::Result<ClusterV
     }
     r.string()?; // cluster id, nullable
     let controller_id = r.i32()?;
-    Ok(ClusterView { brokers: brokers.max(0) as usize, controller_id })
+    Ok(ClusterView {
+        brokers: brokers.max(0) as usize,
+        controller_id,
+    })
 }
 
 fn invalid(msg: String) -> std::io::Error {
@@ -71,7 +74,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> std::io::Result<&[u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| invalid("short response".into()))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| invalid("short response".into()))?;
         let out = &self.buf[self.pos..end];
         self.pos = end;
         Ok(out)

@@ -1,0 +1,88 @@
+//! Kafka clients as weir configures them, and the internal topics weir creates.
+
+use anyhow::{bail, Context as _};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::time::Duration;
+use weir_config::Job;
+
+/// Base client settings: bootstrap servers plus the job's pass-through librdkafka properties.
+pub fn client_config(brokers: &str, job: &Job) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    c.set("client.id", format!("weir-{}", job.name.get_ref()));
+    for (k, v) in &job.kafka.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Partition count of each topic, from cluster metadata (`None` = the topic does not exist).
+pub fn partition_count(brokers: &str, job: &Job, topic: &str) -> anyhow::Result<Option<usize>> {
+    let consumer: BaseConsumer = client_config(brokers, job)
+        .create()
+        .context("creating a metadata client")?;
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .with_context(|| format!("fetching metadata of {topic} from {brokers}"))?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .and_then(|t| match t.error() {
+            None => Some(t.partitions().len()),
+            Some(_) => None,
+        }))
+}
+
+/// Makes sure an internal topic exists with `partitions` partitions (compacted when `compacted`).
+/// An existing topic with another partition count is an error: co-partitioning would be broken.
+pub fn ensure_topic(
+    brokers: &str,
+    job: &Job,
+    topic: &str,
+    partitions: usize,
+    replication: Option<i16>,
+    compacted: bool,
+) -> anyhow::Result<()> {
+    match partition_count(brokers, job, topic)? {
+        Some(n) if n == partitions => return Ok(()),
+        Some(n) => bail!("topic {topic} has {n} partitions but the input has {partitions}: delete it or give the job another name"),
+        None => {}
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers, job)
+        .create()
+        .context("creating an admin client")?;
+    let replication = match replication {
+        Some(r) => TopicReplication::Fixed(r as i32),
+        None => TopicReplication::Fixed(-1),
+    };
+    let mut new = NewTopic::new(topic, partitions as i32, replication);
+    if compacted {
+        new = new.set("cleanup.policy", "compact");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let results = rt.block_on(admin.create_topics(
+        [&new],
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+    ))?;
+    for r in results {
+        match r {
+            Ok(_) => tracing::info!(topic, partitions, "created topic"),
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => bail!("creating topic {t}: {e}"),
+        }
+    }
+    // Metadata may lag creation for a moment; wait until the topic is visible.
+    for _ in 0..100 {
+        if partition_count(brokers, job, topic)? == Some(partitions) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("topic {topic} was created but does not show in metadata")
+}

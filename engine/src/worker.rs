@@ -1,0 +1,1068 @@
+//! A worker: one consumer-group member running every task the group assigns to it.
+//!
+//! One thread polls the group consumer, processes records, restores state and runs the commit
+//! cycle. Rebalance callbacks run on that same thread (inside `poll`), so the tasks live in a
+//! [`Core`] behind a mutex that the loop releases before each poll: a revocation commits and closes
+//! its tasks before the partitions leave, an assignment opens tasks and pauses their input while
+//! their state is restored from the changelog by a second, group-less consumer.
+
+use crate::commit::{AtLeastOnce, CommitStep};
+use crate::deliveries::Deliveries;
+use crate::health::Health;
+use crate::kafka::{client_config, ensure_topic, partition_count};
+use crate::metrics::Metrics;
+use crate::task::{Restore, Task, TaskState};
+use anyhow::{bail, Context as _};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use weir_config::{AggregateFn, BadRecordPolicy, EmitMode, Job, RuntimeConfig, SinkKind};
+use weir_operators::{Decoder, Emit, Filter, Stamper, WindowedAggregate, Windowing};
+use weir_state::{Checkpoint, CheckpointError, SharedResources, Store, TaskDir};
+
+/// What the windowed part of a job needs at run time.
+struct WindowSpec {
+    windowing: Windowing,
+    emit: EmitMode,
+    functions: Vec<AggregateFn>,
+    idle_close: Option<Duration>,
+    store: String,
+    changelog: String,
+    key_name: String,
+}
+
+/// Everything a worker needs to run a job.
+pub struct WorkerArgs {
+    pub job: Job,
+    pub runtime: RuntimeConfig,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+/// The tasks and the clients they share. Touched by the poll loop and by rebalance callbacks,
+/// both on the worker thread.
+pub(crate) struct Core {
+    job_name: String,
+    decoder: Decoder,
+    filter: Filter,
+    stamper: Option<Stamper>,
+    window: Option<WindowSpec>,
+    sink_topic: Option<String>,
+    dead_letter_topic: Option<String>,
+    policy: BadRecordPolicy,
+    state_dir: PathBuf,
+    cache_bytes: usize,
+    pub(crate) tasks: BTreeMap<i32, Task>,
+    pub(crate) producer: BaseProducer<Deliveries>,
+    restore_consumer: BaseConsumer,
+    restore_assignment_stale: bool,
+    resources: SharedResources,
+    pub(crate) metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    emits: Vec<Emit>,
+    last_restore_log: Instant,
+    commit: Box<dyn CommitStep + Send>,
+}
+
+pub(crate) struct WorkerContext {
+    core: Arc<Mutex<Core>>,
+    metrics: Arc<Metrics>,
+    topics: Vec<String>,
+}
+
+impl ClientContext for WorkerContext {
+    fn stats(&self, stats: Statistics) {
+        for topic in &self.topics {
+            let Some(t) = stats.topics.get(topic) else {
+                continue;
+            };
+            for (p, ps) in &t.partitions {
+                if *p >= 0 && ps.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[&p.to_string()])
+                        .set(ps.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for WorkerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut core = self.core.lock().unwrap();
+            core.metrics.rebalances.inc();
+            let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            if let Err(e) = core.revoke(consumer, &partitions, consumer.assignment_lost()) {
+                tracing::error!("revoking partitions {partitions:?}: {e:#}");
+                core.health.set_fatal(format!("revoke failed: {e:#}"));
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut core = self.core.lock().unwrap();
+                core.metrics.rebalances.inc();
+                core.health.set_joined();
+                if let Err(e) = core.assign(consumer, tpl) {
+                    tracing::error!("assigning partitions: {e:#}");
+                    core.health.set_fatal(format!("assignment failed: {e:#}"));
+                }
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
+        }
+    }
+}
+
+pub(crate) type GroupConsumer = BaseConsumer<WorkerContext>;
+
+/// Sends one record, waiting (and serving delivery reports) while the producer queue is full.
+pub(crate) fn send(
+    producer: &BaseProducer<Deliveries>,
+    mut record: BaseRecord<'_, [u8], [u8]>,
+) -> anyhow::Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                producer.poll(Duration::from_millis(50));
+            }
+            Err((e, r)) => bail!("producing to {}: {e}", r.topic),
+        }
+    }
+}
+
+fn tpl_of(topics: &[String], partitions: &[i32]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        for &p in partitions {
+            tpl.add_partition(t, p);
+        }
+    }
+    tpl
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Core {
+    fn input_topics(&self, task: &Task) -> Vec<String> {
+        task.topics.clone()
+    }
+
+    fn set_state(&mut self, partition: i32, next: TaskState) {
+        let task = self.tasks.get_mut(&partition).expect("task exists");
+        task.transition(next);
+        self.metrics
+            .task_state
+            .with_label_values(&[&partition.to_string()])
+            .set(next.code());
+        let why = match next {
+            TaskState::Running | TaskState::Closed | TaskState::Suspended => None,
+            TaskState::Failed => Some(format!(
+                "failed: {}",
+                task.failure.clone().unwrap_or_default()
+            )),
+            other => Some(format!("{other:?}").to_lowercase()),
+        };
+        self.health.set_task(partition, why);
+    }
+
+    /// New partitions: open each task's store, decide what to restore, pause input until restored.
+    fn assign(&mut self, consumer: &GroupConsumer, tpl: &TopicPartitionList) -> anyhow::Result<()> {
+        let mut new = Vec::new();
+        for e in tpl.elements() {
+            let task = self.tasks.entry(e.partition()).or_insert_with(|| {
+                new.push(e.partition());
+                Task::new(e.partition())
+            });
+            if !task.topics.iter().any(|t| t == e.topic()) {
+                task.topics.push(e.topic().to_string());
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.metrics.tasks.set(self.tasks.len() as i64);
+        tracing::info!(partitions = ?new, "partitions assigned");
+        let Some(window) = &self.window else {
+            for p in new {
+                self.set_state(p, TaskState::Running);
+            }
+            return Ok(());
+        };
+        let changelog = window.changelog.clone();
+        let store_name = window.store.clone();
+        let mut to_pause = Vec::new();
+        for &p in &new {
+            let dir = TaskDir::lock(&self.state_dir, &self.job_name, p)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let store = match Store::open(&dir.db_path(), &self.resources) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(partition = p, "local store cannot be opened ({e}); wiping it and restoring from {changelog}");
+                    Store::destroy(&dir.db_path()).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    Checkpoint::delete(&dir.checkpoint_path())?;
+                    Store::open(&dir.db_path(), &self.resources)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                }
+            };
+            let checkpoint = Checkpoint::read(&dir.checkpoint_path());
+            let (store, from, checkpoint, wiped) = match checkpoint {
+                Ok(cp) if cp.changelog_offsets.contains_key(&store_name) => {
+                    let from = cp.changelog_offsets[&store_name];
+                    (store, from, Some(cp), false)
+                }
+                other => {
+                    let missing = matches!(other, Err(CheckpointError::Missing));
+                    let why = match other {
+                        Err(e) => e.to_string(),
+                        Ok(_) => "checkpoint has no offset for this store".into(),
+                    };
+                    let empty = store.is_empty();
+                    let store = if empty {
+                        store
+                    } else {
+                        store
+                            .wipe(&self.resources)
+                            .map_err(|e| anyhow::anyhow!("{e}"))?
+                    };
+                    if !empty {
+                        tracing::warn!(partition = p, "{why} and the local store is not empty: wiped, restoring all of {changelog}");
+                        self.metrics
+                            .restores_full
+                            .with_label_values(&[&p.to_string()])
+                            .inc();
+                    } else if !missing {
+                        tracing::warn!(partition = p, "{why}; restoring all of {changelog}");
+                    }
+                    (store, 0, None, !empty)
+                }
+            };
+            let (low, high) = self
+                .restore_consumer
+                .fetch_watermarks(&changelog, p, Duration::from_secs(10))
+                .with_context(|| format!("end offsets of {changelog}[{p}]"))?;
+            let from = from.max(low);
+            let task = self.tasks.get_mut(&p).expect("just inserted");
+            task.dir = Some(dir);
+            task.store = Some(store);
+            task.checkpoint = checkpoint;
+            task.changelog_next = Some(from);
+            task.restore = Some(Restore {
+                position: from,
+                end: high,
+                done: 0,
+                batch: Vec::new(),
+                started: Instant::now(),
+                wiped,
+            });
+            self.metrics
+                .restore_remaining
+                .with_label_values(&[&p.to_string()])
+                .set((high - from).max(0));
+            self.set_state(p, TaskState::Restoring);
+            to_pause.push(p);
+        }
+        let topics: Vec<String> = tpl
+            .elements()
+            .iter()
+            .map(|e| e.topic().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        consumer
+            .pause(&tpl_of(&topics, &to_pause))
+            .context("pausing restoring partitions")?;
+        self.restore_assignment_stale = true;
+        Ok(())
+    }
+
+    /// Partitions leaving: commit and checkpoint them (unless lost), then close their tasks.
+    fn revoke(
+        &mut self,
+        consumer: &GroupConsumer,
+        partitions: &[i32],
+        lost: bool,
+    ) -> anyhow::Result<()> {
+        let mut partitions: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| self.tasks.contains_key(p))
+            .collect();
+        partitions.dedup();
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(partitions = ?partitions, lost, "partitions revoked");
+        if !lost {
+            self.commit(consumer, Some(&partitions))?;
+        }
+        for p in partitions {
+            let state = self.tasks[&p].state();
+            if state == TaskState::Restoring {
+                self.restore_assignment_stale = true;
+            }
+            if state != TaskState::Created {
+                self.set_state(p, TaskState::Suspended);
+            }
+            self.set_state(p, TaskState::Closed);
+            self.tasks.remove(&p);
+            self.metrics.forget_partition(p);
+            self.health.set_task(p, None);
+        }
+        self.metrics.tasks.set(self.tasks.len() as i64);
+        Ok(())
+    }
+
+    /// Replays changelog records into restoring tasks; finishes the tasks that reached the end.
+    fn restore_step(&mut self, consumer: &GroupConsumer, wait: Duration) -> anyhow::Result<()> {
+        let Some(window) = &self.window else {
+            return Ok(());
+        };
+        let changelog = window.changelog.clone();
+        let restoring: Vec<i32> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.state() == TaskState::Restoring)
+            .map(|(p, _)| *p)
+            .collect();
+        if restoring.is_empty() {
+            if self.restore_assignment_stale {
+                self.restore_consumer.unassign()?;
+                self.restore_assignment_stale = false;
+            }
+            return Ok(());
+        }
+        if self.restore_assignment_stale {
+            let mut tpl = TopicPartitionList::new();
+            for p in &restoring {
+                let r = self.tasks[p]
+                    .restore
+                    .as_ref()
+                    .expect("restoring task has restore state");
+                tpl.add_partition_offset(&changelog, *p, Offset::Offset(r.position))?;
+            }
+            self.restore_consumer
+                .assign(&tpl)
+                .context("assigning changelog partitions to the restore consumer")?;
+            self.restore_assignment_stale = false;
+        }
+        let mut wait = wait;
+        for _ in 0..5000 {
+            let Some(msg) = self.restore_consumer.poll(wait) else {
+                break;
+            };
+            wait = Duration::ZERO;
+            let msg = msg.with_context(|| format!("reading {changelog}"))?;
+            let Some(task) = self.tasks.get_mut(&msg.partition()) else {
+                continue;
+            };
+            let Some(r) = task.restore.as_mut() else {
+                continue;
+            };
+            r.batch.push((
+                msg.key().unwrap_or_default().to_vec(),
+                msg.payload().map(<[u8]>::to_vec),
+            ));
+            r.done += 1;
+            r.position = msg.offset() + 1;
+        }
+        let positions = self.restore_consumer.position().unwrap_or_default();
+        for p in restoring {
+            let task = self.tasks.get_mut(&p).expect("restoring task");
+            let store = task.store.as_ref().expect("restoring task has a store");
+            let r = task.restore.as_mut().expect("restoring");
+            if let Some(Offset::Offset(pos)) =
+                positions.find_partition(&changelog, p).map(|e| e.offset())
+            {
+                r.position = r.position.max(pos);
+            }
+            let finished = r.position >= r.end;
+            if r.batch.len() >= 10_000 || (finished && !r.batch.is_empty()) {
+                let batch = std::mem::take(&mut r.batch);
+                store
+                    .write(batch.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            let label = p.to_string();
+            self.metrics
+                .restore_records
+                .with_label_values(&[&label])
+                .inc_by(
+                    r.done
+                        - self
+                            .metrics
+                            .restore_records
+                            .with_label_values(&[&label])
+                            .get(),
+                );
+            let remaining = (r.end - r.position).max(0);
+            self.metrics
+                .restore_remaining
+                .with_label_values(&[&label])
+                .set(remaining);
+            let rate = r.done as f64 / r.started.elapsed().as_secs_f64().max(1e-3);
+            self.metrics
+                .restore_seconds_to_ready
+                .with_label_values(&[&label])
+                .set(if rate > 0.0 {
+                    remaining as f64 / rate
+                } else {
+                    0.0
+                });
+            if finished {
+                self.finish_restore(consumer, p)?;
+            }
+        }
+        if self.last_restore_log.elapsed() > Duration::from_secs(5) {
+            self.last_restore_log = Instant::now();
+            for (p, t) in self
+                .tasks
+                .iter()
+                .filter(|(_, t)| t.state() == TaskState::Restoring)
+            {
+                let r = t.restore.as_ref().expect("restoring");
+                tracing::info!(
+                    partition = p,
+                    done = r.done,
+                    remaining = (r.end - r.position).max(0),
+                    "restoring {changelog}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_restore(&mut self, consumer: &GroupConsumer, p: i32) -> anyhow::Result<()> {
+        let window = self.window.as_ref().expect("stateful job");
+        let task = self.tasks.get_mut(&p).expect("task");
+        let r = task.restore.take().expect("restoring");
+        let store = task.store.as_ref().expect("store");
+        store.sync().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cp = Checkpoint {
+            changelog_offsets: [(window.store.clone(), r.position)].into(),
+            input_offset: task
+                .checkpoint
+                .as_ref()
+                .map(|c| c.input_offset)
+                .unwrap_or(0),
+        };
+        let path = task.dir.as_ref().expect("dir").checkpoint_path();
+        cp.write(&path, task.checkpoint.as_ref())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        task.checkpoint = Some(cp);
+        task.changelog_next = Some(r.position);
+        task.last_checkpoint_at = Instant::now();
+        let agg = WindowedAggregate::open(
+            store,
+            window.windowing,
+            window.emit,
+            window.functions.clone(),
+            window.key_name.clone(),
+            self.cache_bytes,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        task.agg = Some(agg);
+        task.last_record_at = Instant::now();
+        let secs = r.started.elapsed().as_secs_f64();
+        tracing::info!(
+            partition = p,
+            records = r.done,
+            wiped = r.wiped,
+            seconds = format!("{secs:.2}"),
+            records_per_s = format!("{:.0}", r.done as f64 / secs.max(1e-3)),
+            "restored; task running"
+        );
+        let topics = self.input_topics(&self.tasks[&p]);
+        self.set_state(p, TaskState::Running);
+        self.metrics
+            .restore_remaining
+            .with_label_values(&[&p.to_string()])
+            .set(0);
+        self.metrics
+            .restore_seconds_to_ready
+            .with_label_values(&[&p.to_string()])
+            .set(0.0);
+        consumer
+            .resume(&tpl_of(&topics, &[p]))
+            .context("resuming a restored partition")?;
+        self.restore_assignment_stale = true;
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        consumer: &GroupConsumer,
+        msg: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> anyhow::Result<()> {
+        let p = msg.partition();
+        let Some(task) = self.tasks.get_mut(&p) else {
+            tracing::warn!(
+                partition = p,
+                offset = msg.offset(),
+                "record for a partition this worker does not own; ignored"
+            );
+            return Ok(());
+        };
+        if task.state() != TaskState::Running {
+            // Fetched before the pause took effect: put it back so it is read again on resume.
+            consumer
+                .seek(
+                    msg.topic(),
+                    p,
+                    Offset::Offset(msg.offset()),
+                    Duration::from_secs(1),
+                )
+                .ok();
+            return Ok(());
+        }
+        task.last_record_at = Instant::now();
+        let label = p.to_string();
+        let payload = msg.payload().unwrap_or_default();
+        let result = if let Some(stamper) = &self.stamper {
+            stamper
+                .stamp(payload, p, msg.offset(), now_ms())
+                .map(|out| {
+                    self.emits.push(Emit {
+                        key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
+                        window_start: 0,
+                        value: out,
+                    });
+                })
+        } else {
+            self.decoder
+                .decode(payload, msg.key(), msg.timestamp().to_millis())
+                .map(|rec| {
+                    if !self.filter.keeps(&rec.values) {
+                        self.metrics
+                            .records_filtered
+                            .with_label_values(&[&label])
+                            .inc();
+                        return;
+                    }
+                    if let (Some(agg), Some(store)) = (task.agg.as_mut(), task.store.as_ref()) {
+                        let late_before = agg.late_records();
+                        if let Err(e) =
+                            agg.process(store, &rec.key, rec.ts_ms, rec.values[0], &mut self.emits)
+                        {
+                            tracing::error!(partition = p, "state store read failed: {e}");
+                        }
+                        if agg.late_records() > late_before {
+                            self.metrics.records_late.with_label_values(&[&label]).inc();
+                        }
+                    }
+                })
+        };
+        if let Err(err) = result {
+            let provenance = format!("{}[{}]@{}", msg.topic(), p, msg.offset());
+            match self.policy {
+                BadRecordPolicy::Fail => {
+                    let reason = format!("bad record at {provenance}: {err}");
+                    tracing::error!("{reason}; the task stops (bad_records = \"fail\"); nothing after it is committed");
+                    task.failure = Some(reason);
+                    let topics = self.input_topics(&self.tasks[&p]);
+                    self.set_state(p, TaskState::Failed);
+                    consumer.pause(&tpl_of(&topics, &[p])).ok();
+                    return Ok(());
+                }
+                BadRecordPolicy::Skip => {
+                    tracing::warn!("skipped bad record at {provenance}: {err}");
+                    self.metrics
+                        .records_skipped
+                        .with_label_values(&[&label])
+                        .inc();
+                }
+                BadRecordPolicy::DeadLetter => {
+                    let topic = self
+                        .dead_letter_topic
+                        .as_deref()
+                        .expect("validated: dead_letter needs a topic");
+                    let headers = OwnedHeaders::new()
+                        .insert(Header {
+                            key: "weir.error",
+                            value: Some(err.0.as_bytes()),
+                        })
+                        .insert(Header {
+                            key: "weir.topic",
+                            value: Some(msg.topic().as_bytes()),
+                        })
+                        .insert(Header {
+                            key: "weir.partition",
+                            value: Some(p.to_string().as_bytes()),
+                        })
+                        .insert(Header {
+                            key: "weir.offset",
+                            value: Some(msg.offset().to_string().as_bytes()),
+                        });
+                    let mut record = BaseRecord::to(topic).payload(payload).headers(headers);
+                    if let Some(k) = msg.key() {
+                        record = record.key(k);
+                    }
+                    send(&self.producer, record)?;
+                    tracing::warn!("sent bad record at {provenance} to {topic}: {err}");
+                    self.metrics
+                        .records_dead_lettered
+                        .with_label_values(&[&label])
+                        .inc();
+                }
+            }
+        }
+        let task = self.tasks.get_mut(&p).expect("task");
+        task.positions
+            .insert(msg.topic().to_string(), msg.offset() + 1);
+        self.metrics
+            .records_consumed
+            .with_label_values(&[&label])
+            .inc();
+        self.flush_emits()
+    }
+
+    /// Sends the results produced so far to the sink.
+    fn flush_emits(&mut self) -> anyhow::Result<()> {
+        if self.emits.is_empty() {
+            return Ok(());
+        }
+        let emits = std::mem::take(&mut self.emits);
+        for e in &emits {
+            match &self.sink_topic {
+                Some(topic) => send(
+                    &self.producer,
+                    BaseRecord::to(topic)
+                        .key(e.key.as_bytes())
+                        .payload(&e.value),
+                )?,
+                None => println!("{}", String::from_utf8_lossy(&e.value)),
+            }
+        }
+        self.metrics.records_produced.inc_by(emits.len() as u64);
+        self.emits = emits;
+        self.emits.clear();
+        Ok(())
+    }
+
+    /// Wall-clock idle close for tasks that received nothing for `close_idle_after`.
+    fn close_idle(&mut self) -> anyhow::Result<()> {
+        let Some(idle) = self.window.as_ref().and_then(|w| w.idle_close) else {
+            return Ok(());
+        };
+        for task in self
+            .tasks
+            .values_mut()
+            .filter(|t| t.state() == TaskState::Running)
+        {
+            if task.last_record_at.elapsed() < idle {
+                continue;
+            }
+            task.last_record_at = Instant::now();
+            if let (Some(agg), Some(store)) = (task.agg.as_mut(), task.store.as_ref()) {
+                agg.close_all(store, &mut self.emits)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+        }
+        self.flush_emits()
+    }
+
+    /// The commit cycle for `only` (or every task): changelog + outputs flushed, offsets committed,
+    /// state applied and checkpointed. The commit step itself is pluggable (see `commit.rs`).
+    pub(crate) fn commit(
+        &mut self,
+        consumer: &GroupConsumer,
+        only: Option<&[i32]>,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let partitions: Vec<i32> = self
+            .tasks
+            .iter()
+            .filter(|(p, t)| {
+                only.is_none_or(|o| o.contains(p))
+                    && matches!(t.state(), TaskState::Running | TaskState::Failed)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        // 1. Every dirty state entry once: to the changelog now, to the store after the commit.
+        if let Some(window) = &self.window {
+            for p in &partitions {
+                let task = self.tasks.get_mut(p).expect("task");
+                let Some(agg) = task.agg.as_mut() else {
+                    continue;
+                };
+                let writes = agg.take_dirty(&mut self.emits);
+                for (k, v) in &writes {
+                    let mut record = BaseRecord::to(&window.changelog)
+                        .partition(*p)
+                        .key(k.as_slice());
+                    if let Some(v) = v {
+                        record = record.payload(v.as_slice());
+                    }
+                    send(&self.producer, record)?;
+                }
+                task.pending.extend(writes);
+            }
+        }
+        self.flush_emits()?;
+        // 2. Make outputs, changelog and offsets durable together (the guarantee-specific step).
+        let mut offsets = TopicPartitionList::new();
+        for p in &partitions {
+            for (topic, off) in self.tasks[p].uncommitted() {
+                offsets.add_partition_offset(topic, *p, Offset::Offset(off))?;
+            }
+        }
+        let committed = self
+            .commit
+            .commit(&self.producer, consumer, &offsets, &self.health)?;
+        for e in offsets.elements().into_iter().filter(|_| committed) {
+            if let (Some(task), Offset::Offset(off)) =
+                (self.tasks.get_mut(&e.partition()), e.offset())
+            {
+                task.committed.insert(e.topic().to_string(), off);
+            }
+        }
+        // 3. Only now apply the buffered state writes and move the checkpoints.
+        if let Some(window) = &self.window {
+            for p in &partitions {
+                let cp_started = Instant::now();
+                let task = self.tasks.get_mut(p).expect("task");
+                let Some(store) = task.store.as_ref() else {
+                    continue;
+                };
+                let next = self
+                    .producer
+                    .context()
+                    .changelog_next(*p)
+                    .or(task.changelog_next);
+                let pending = std::mem::take(&mut task.pending);
+                if pending.is_empty() && next == task.changelog_next && task.checkpoint.is_some() {
+                    continue;
+                }
+                store
+                    .write(pending.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                store.sync().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let cp = Checkpoint {
+                    changelog_offsets: [(window.store.clone(), next.unwrap_or(0))].into(),
+                    input_offset: task
+                        .committed
+                        .values()
+                        .copied()
+                        .max()
+                        .unwrap_or(0)
+                        .max(task.checkpoint.as_ref().map_or(0, |c| c.input_offset)),
+                };
+                let path = task
+                    .dir
+                    .as_ref()
+                    .expect("stateful task has a dir")
+                    .checkpoint_path();
+                cp.write(&path, task.checkpoint.as_ref())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                task.checkpoint = Some(cp);
+                task.changelog_next = next;
+                task.last_checkpoint_at = Instant::now();
+                self.metrics
+                    .checkpoint_duration
+                    .observe(cp_started.elapsed().as_secs_f64());
+            }
+        }
+        self.metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.commits.inc();
+        Ok(())
+    }
+
+    fn update_gauges(&self) {
+        self.metrics
+            .block_cache_bytes
+            .set(self.resources.block_cache_usage() as i64);
+        self.metrics
+            .write_buffer_bytes
+            .set(self.resources.write_buffer_usage() as i64);
+        for (p, t) in &self.tasks {
+            let label = p.to_string();
+            if let Some(s) = &t.store {
+                self.metrics
+                    .state_size
+                    .with_label_values(&[&label])
+                    .set(s.estimated_size_bytes() as i64);
+                self.metrics
+                    .checkpoint_age
+                    .with_label_values(&[&label])
+                    .set(t.last_checkpoint_at.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    fn close_all(&mut self) {
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for p in partitions {
+            let state = self.tasks[&p].state();
+            if state != TaskState::Created {
+                self.set_state(p, TaskState::Suspended);
+            }
+            self.set_state(p, TaskState::Closed);
+            self.tasks.remove(&p);
+        }
+    }
+}
+
+/// Runs a worker until `shutdown` is set (then commits, checkpoints, leaves the group) or a fatal
+/// error. Blocking: run it on its own thread.
+pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let WorkerArgs {
+        job,
+        runtime,
+        metrics,
+        health,
+        shutdown,
+    } = args;
+    let name = job.name.get_ref().clone();
+    let brokers = runtime.brokers.clone();
+    let topics = job.source.topics.clone();
+
+    // Co-partitioned inputs: every input topic has the same number of partitions.
+    let mut partitions = None;
+    for t in &topics {
+        let n = partition_count(&brokers, &job, t)?
+            .with_context(|| format!("input topic {t} does not exist on {brokers}"))?;
+        match partitions {
+            Some(m) if m != n => bail!(
+                "input topics are not co-partitioned: {} has {m} partitions, {t} has {n}",
+                topics[0]
+            ),
+            _ => partitions = Some(n),
+        }
+    }
+    let partitions = partitions.context("the job names no input topic")?;
+    let plan = job.plan();
+    let window = match (&plan.window, job.changelog_topic()) {
+        (Some((w, a)), Some(changelog)) => {
+            ensure_topic(
+                &brokers,
+                &job,
+                &changelog,
+                partitions,
+                job.state.changelog_replication_factor,
+                true,
+            )?;
+            Some(WindowSpec {
+                windowing: Windowing::from_config(w),
+                emit: w.emit,
+                functions: a.functions.clone(),
+                idle_close: w.close_idle_after.map(|d| d.std()),
+                store: a.store.get_ref().clone(),
+                changelog,
+                key_name: job.source.key_field.clone().unwrap_or_else(|| "key".into()),
+            })
+        }
+        _ => None,
+    };
+    let sink_topic = match job.sink.kind {
+        SinkKind::Kafka => job.sink.topic.clone(),
+        SinkKind::Stdout => None,
+    };
+    for t in sink_topic
+        .iter()
+        .chain(job.processing.dead_letter_topic.iter())
+    {
+        if partition_count(&brokers, &job, t)?.is_none() {
+            bail!("topic {t} does not exist on {brokers}: create it first");
+        }
+    }
+    let mut value_fields: Vec<String> = plan
+        .window
+        .as_ref()
+        .map(|(_, a)| vec![a.field.clone()])
+        .unwrap_or_default();
+    for f in &plan.filters {
+        if !value_fields.contains(&f.field) {
+            value_fields.push(f.field.clone());
+        }
+    }
+    let decoder =
+        Decoder::new(&job.source, value_fields.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    let filter = Filter::new(&plan.filters, |f| {
+        value_fields
+            .iter()
+            .position(|v| v == f)
+            .expect("filter fields are decoded")
+    });
+
+    let producer: BaseProducer<Deliveries> = client_config(&brokers, &job)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("partitioner", "murmur2_random")
+        // Never give up on a record: while Kafka is away the worker waits (and says it is not ready).
+        .set("message.timeout.ms", "0")
+        .create_with_context(Deliveries::new(
+            window.as_ref().map(|w| w.changelog.clone()),
+        ))
+        .context("creating the producer")?;
+    let restore_consumer: BaseConsumer = client_config(&brokers, &job)
+        .set("group.id", format!("{name}-restore"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("creating the restore consumer")?;
+
+    let state_dir = PathBuf::from(&runtime.state_dir);
+    let core = Arc::new(Mutex::new(Core {
+        job_name: name.clone(),
+        decoder,
+        filter,
+        stamper: plan.stamp.map(|s| Stamper::new(s.fields)),
+        window,
+        sink_topic,
+        dead_letter_topic: job.processing.dead_letter_topic.clone(),
+        policy: job.processing.bad_records,
+        state_dir,
+        cache_bytes: (runtime.block_cache_bytes as usize) / partitions.max(1),
+        tasks: BTreeMap::new(),
+        producer,
+        restore_consumer,
+        restore_assignment_stale: false,
+        resources: SharedResources::new(runtime.block_cache_bytes, runtime.write_buffer_bytes),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        emits: Vec::new(),
+        last_restore_log: Instant::now(),
+        commit: Box::new(AtLeastOnce),
+    }));
+
+    let mut cc = client_config(&brokers, &job);
+    cc.set("group.id", &name)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set(
+            "session.timeout.ms",
+            runtime.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (runtime.session_timeout.as_millis() / 5)
+                .max(100)
+                .to_string(),
+        )
+        .set("statistics.interval.ms", "5000")
+        .set("queued.max.messages.kbytes", "16384");
+    if let Some(id) = &runtime.instance_id {
+        cc.set("group.instance.id", id);
+    }
+    let consumer: GroupConsumer = cc
+        .create_with_context(WorkerContext {
+            core: core.clone(),
+            metrics: metrics.clone(),
+            topics: topics.clone(),
+        })
+        .context("creating the consumer")?;
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs).context("subscribing")?;
+    tracing::info!(job = %name, brokers = %brokers, topics = ?topics, partitions, "worker started");
+
+    let commit_interval = job.processing.commit_interval.std();
+    let mut next_commit = Instant::now() + commit_interval;
+    let mut next_housekeeping = Instant::now();
+    let result = (|| -> anyhow::Result<()> {
+        while !shutdown.load(Ordering::Relaxed) {
+            let restoring = core
+                .lock()
+                .unwrap()
+                .tasks
+                .values()
+                .any(|t| t.state() == TaskState::Restoring);
+            let polled = consumer.poll(if restoring {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            });
+            let mut c = core.lock().unwrap();
+            match polled {
+                Some(Ok(msg)) => {
+                    let started = Instant::now();
+                    c.process(&consumer, &msg)?;
+                    drop(msg);
+                    // Drain what is already fetched without blocking, lock held: no callbacks
+                    // run from a zero-timeout poll of an already-filled queue... except they may,
+                    // so release the lock between polls.
+                    drop(c);
+                    for _ in 0..256 {
+                        match consumer.poll(Duration::ZERO) {
+                            Some(Ok(m)) => core.lock().unwrap().process(&consumer, &m)?,
+                            Some(Err(e)) => {
+                                tracing::warn!("consumer: {e}");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    metrics
+                        .poll_batch_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    c = core.lock().unwrap();
+                }
+                Some(Err(e)) => tracing::warn!("consumer: {e}"),
+                None => {}
+            }
+            c.restore_step(
+                &consumer,
+                if restoring {
+                    Duration::from_millis(50)
+                } else {
+                    Duration::ZERO
+                },
+            )?;
+            let now = Instant::now();
+            if now >= next_housekeeping {
+                c.close_idle()?;
+                c.update_gauges();
+                c.producer.poll(Duration::ZERO);
+                next_housekeeping = now + Duration::from_millis(200);
+            }
+            if now >= next_commit {
+                c.commit(&consumer, None)?;
+                next_commit = Instant::now() + commit_interval;
+            }
+        }
+        Ok(())
+    })();
+    match &result {
+        Ok(()) => {
+            tracing::info!("shutting down: final commit");
+            let mut c = core.lock().unwrap();
+            c.commit(&consumer, None)?;
+            c.close_all();
+        }
+        Err(e) => {
+            health.set_fatal(format!("{e:#}"));
+            tracing::error!("worker stopped: {e:#}");
+        }
+    }
+    // Leaving the group: close the consumer while the core is not locked (revoke callbacks run).
+    consumer.unsubscribe();
+    drop(consumer);
+    result
+}

@@ -1,0 +1,151 @@
+//! Window assignment and the layout of window state in a task's store.
+//!
+//! Store keys: `0x01 | window start (i64, sign bit flipped, big-endian) | record key`, so windows sort
+//! by start and every window that must close is a prefix range of the store. Meta entries (stream
+//! time) live under `0x00`.
+
+use weir_config::{WindowKind, WindowOp};
+
+pub const META_STREAM_TIME: &[u8] = b"\x00stream_time";
+const WINDOW_PREFIX: u8 = 0x01;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windowing {
+    pub size_ms: i64,
+    pub advance_ms: i64,
+    pub grace_ms: i64,
+}
+
+impl Windowing {
+    pub fn from_config(w: &WindowOp) -> Windowing {
+        let size_ms = w.size.get_ref().as_millis() as i64;
+        let advance_ms = match w.kind {
+            WindowKind::Tumbling => size_ms,
+            WindowKind::Hopping => w
+                .advance
+                .as_ref()
+                .map(|a| a.get_ref().as_millis() as i64)
+                .unwrap_or(size_ms),
+        };
+        Windowing {
+            size_ms,
+            advance_ms,
+            grace_ms: w.grace.as_millis() as i64,
+        }
+    }
+
+    /// Starts of every window containing `ts`, oldest first.
+    pub fn windows_for(&self, ts: i64) -> impl Iterator<Item = i64> + '_ {
+        let last = ts.div_euclid(self.advance_ms) * self.advance_ms;
+        let first = last - (self.size_ms / self.advance_ms - 1) * self.advance_ms;
+        (0..)
+            .map(move |i| first + i * self.advance_ms)
+            .take_while(move |&s| s <= last)
+            .filter(move |&s| ts < s + self.size_ms)
+    }
+
+    /// True when the window starting at `start` is closed at `stream_time`.
+    pub fn is_closed(&self, start: i64, stream_time: i64) -> bool {
+        start
+            .saturating_add(self.size_ms)
+            .saturating_add(self.grace_ms)
+            <= stream_time
+    }
+
+    /// The exclusive upper bound of the starts of windows closed at `stream_time`.
+    pub fn closed_before(&self, stream_time: i64) -> i64 {
+        stream_time
+            .saturating_sub(self.size_ms)
+            .saturating_sub(self.grace_ms)
+            .saturating_add(1)
+    }
+}
+
+/// A decoded window store key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowKey {
+    pub start: i64,
+    pub key: String,
+}
+
+impl WindowKey {
+    pub fn encode(start: i64, key: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + key.len());
+        out.extend_from_slice(&start_prefix(start));
+        out.extend_from_slice(key.as_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<WindowKey> {
+        if bytes.len() < 9 || bytes[0] != WINDOW_PREFIX {
+            return None;
+        }
+        let start = (u64::from_be_bytes(bytes[1..9].try_into().ok()?) ^ (1 << 63)) as i64;
+        Some(WindowKey {
+            start,
+            key: String::from_utf8(bytes[9..].to_vec()).ok()?,
+        })
+    }
+}
+
+/// The 9-byte prefix of every key of windows starting at `start`.
+pub fn start_prefix(start: i64) -> [u8; 9] {
+    let mut p = [0u8; 9];
+    p[0] = WINDOW_PREFIX;
+    p[1..].copy_from_slice(&((start as u64) ^ (1 << 63)).to_be_bytes());
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn tumbling_assigns_one_window_hopping_several() {
+        let tumbling = Windowing {
+            size_ms: H,
+            advance_ms: H,
+            grace_ms: 0,
+        };
+        assert_eq!(tumbling.windows_for(H + 5).collect::<Vec<_>>(), vec![H]);
+        assert_eq!(tumbling.windows_for(-1).collect::<Vec<_>>(), vec![-H]);
+        let hopping = Windowing {
+            size_ms: H,
+            advance_ms: H / 4,
+            grace_ms: 0,
+        };
+        let starts: Vec<i64> = hopping.windows_for(H + 1).collect();
+        assert_eq!(starts, vec![H / 4, H / 2, 3 * H / 4, H]);
+        assert!(starts.iter().all(|&s| s <= H + 1 && H + 1 < s + H));
+    }
+
+    #[test]
+    fn keys_sort_by_window_start_even_below_zero() {
+        let a = WindowKey::encode(-H, "z");
+        let b = WindowKey::encode(0, "a");
+        let c = WindowKey::encode(H, "a");
+        assert!(a < b && b < c);
+        assert_eq!(
+            WindowKey::decode(&a),
+            Some(WindowKey {
+                start: -H,
+                key: "z".into()
+            })
+        );
+        assert!(META_STREAM_TIME < &a[..]);
+    }
+
+    #[test]
+    fn a_window_closes_at_end_plus_grace() {
+        let w = Windowing {
+            size_ms: H,
+            advance_ms: H,
+            grace_ms: 1000,
+        };
+        assert!(!w.is_closed(0, H + 999));
+        assert!(w.is_closed(0, H + 1000));
+        assert_eq!(w.closed_before(H + 1000), 1);
+    }
+}

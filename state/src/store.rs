@@ -1,0 +1,181 @@
+//! A task's RocksDB store. Writes arrive in batches (one WriteBatch per commit or per restore chunk);
+//! the WAL is synced before a checkpoint claims the data.
+
+use crate::SharedResources;
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rocksdb::Error> for StoreError {
+    fn from(e: rocksdb::Error) -> Self {
+        StoreError(e.into_string())
+    }
+}
+
+/// One write of a batch: `Some` = put, `None` = delete.
+pub type WriteOp = (Vec<u8>, Option<Vec<u8>>);
+
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`. A store RocksDB cannot open (damaged files)
+    /// is reported, so the caller can wipe it and restore from the changelog.
+    pub fn open(path: &Path, resources: &SharedResources) -> Result<Store, StoreError> {
+        let db = DB::open(&resources.db_options(), path)
+            .map_err(|e| StoreError(format!("opening {}: {}", path.display(), e.into_string())))?;
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Deletes the store's files and opens it again, empty.
+    pub fn wipe(self, resources: &SharedResources) -> Result<Store, StoreError> {
+        let path = self.path.clone();
+        drop(self);
+        Self::destroy(&path)?;
+        Self::open(&path, resources)
+    }
+
+    /// Removes a store's files without opening it (for stores too damaged to open).
+    pub fn destroy(path: &Path) -> Result<(), StoreError> {
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError(format!("removing {}: {e}", path.display())))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(key)?)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        let mut it = self.db.raw_iterator();
+        it.seek_to_first();
+        !it.valid()
+    }
+
+    /// Applies every write in one atomic batch.
+    pub fn write<'a>(
+        &self,
+        ops: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (k, v) in ops {
+            match v {
+                Some(v) => batch.put(k, v),
+                None => batch.delete(k),
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        Ok(self.db.write_opt(batch, &opts)?)
+    }
+
+    /// Makes every write so far durable (WAL synced), before a checkpoint claims them.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        Ok(self.db.flush_wal(true)?)
+    }
+
+    /// Entries with keys in `[from, to)`, in key order.
+    pub fn scan(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        let mut it = self.db.raw_iterator();
+        it.seek(from);
+        while it.valid() {
+            let key = it.key().expect("valid iterator has a key");
+            if key >= to {
+                break;
+            }
+            out.push((
+                key.to_vec(),
+                it.value().expect("valid iterator has a value").to_vec(),
+            ));
+            it.next();
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// Estimated live data size in bytes (RocksDB's estimate).
+    pub fn estimated_size_bytes(&self) -> u64 {
+        self.db
+            .property_int_value("rocksdb.estimate-live-data-size")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+            + self
+                .db
+                .property_int_value("rocksdb.cur-size-all-mem-tables")
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batched_writes_scans_and_wipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let res = SharedResources::new(8 << 20, 8 << 20);
+        let store = Store::open(&dir.path().join("db"), &res).unwrap();
+        assert!(store.is_empty());
+        store
+            .write([
+                (&b"a1"[..], Some(&b"x"[..])),
+                (b"a2", Some(b"y")),
+                (b"b1", Some(b"z")),
+            ])
+            .unwrap();
+        store.write([(&b"a2"[..], None)]).unwrap();
+        store.sync().unwrap();
+        assert_eq!(store.get(b"a1").unwrap().as_deref(), Some(&b"x"[..]));
+        let keys: Vec<Vec<u8>> = store
+            .scan(b"a", b"b")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, vec![b"a1".to_vec()]);
+        let store = store.wipe(&res).unwrap();
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let res = SharedResources::new(8 << 20, 8 << 20);
+        {
+            let store = Store::open(&dir.path().join("db"), &res).unwrap();
+            store.write([(&b"k"[..], Some(&b"v"[..]))]).unwrap();
+            store.sync().unwrap();
+        }
+        let store = Store::open(&dir.path().join("db"), &res).unwrap();
+        assert_eq!(store.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+}

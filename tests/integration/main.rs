@@ -1,1 +1,10 @@
+//! The integration tests: one binary (one link), a module per area. Tests named `real_*` run
+//! against the real Kafka broker started by `cargo xtask test`; `mock_*` on the in-process mock
+//! cluster.
 
+mod harness;
+
+mod broker;
+mod demo;
+mod engine;
+mod mock;

@@ -1,0 +1,54 @@
+//! `weir demo`: zero set-up, prints hourly averages and verifies them.
+
+use std::process::Command;
+
+#[test]
+fn mock_demo_prints_hourly_averages_and_verifies_them() {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "demo",
+            "--duration",
+            "12s",
+            "--meters",
+            "10",
+            "--hours",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("meter-") && l.contains("avg"))
+            .count()
+            >= 30,
+        "{stdout}"
+    );
+    assert!(stdout.contains("verified 30 windows"), "{stdout}");
+}
+
+#[test]
+fn stub_commands_say_so_and_fail() {
+    for args in [&["drill", "x.toml"][..], &["describe", "x.toml"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not yet implemented"));
+    }
+    let help = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for cmd in ["run", "validate", "describe", "demo", "drill"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+}

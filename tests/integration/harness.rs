@@ -1,0 +1,541 @@
+//! Shared helpers of the integration tests: a broker (the real one started by `cargo xtask kafka
+//! start`, or an in-process mock cluster), unique names, topics, producing readings, reading a topic
+//! to its end with read_committed, `weir run` worker processes, HTTP probes, and awaiting conditions.
+
+#![allow(dead_code)]
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use weir_engine::generator::Reading;
+
+/// A Kafka to test against.
+pub enum Kafka {
+    /// The real broker started by `cargo xtask kafka start`.
+    Real(String),
+    /// librdkafka's in-process mock cluster: fast, but not a broker (no compaction, no
+    /// transaction markers, drops old data). Never proof of restore or exactly-once.
+    Mock(MockCluster<'static, DefaultProducerContext>),
+}
+
+impl Kafka {
+    /// The real broker: `WEIR_TEST_BOOTSTRAP`, or the address `cargo xtask kafka start` wrote.
+    pub fn real() -> Kafka {
+        if let Ok(b) = std::env::var("WEIR_TEST_BOOTSTRAP") {
+            return Kafka::Real(b);
+        }
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.weir-kafka/bootstrap");
+        match std::fs::read_to_string(&file) {
+            Ok(b) if !b.trim().is_empty() => Kafka::Real(b.trim().to_string()),
+            _ => panic!("no Kafka broker for the tests: run them with `cargo xtask test`, or start one with `cargo xtask kafka start`"),
+        }
+    }
+
+    pub fn mock() -> Kafka {
+        Kafka::Mock(MockCluster::new(1).expect("mock cluster"))
+    }
+
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Kafka::Real(b) => b.clone(),
+            Kafka::Mock(m) => m.bootstrap_servers(),
+        }
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        self.create_topic_with(name, partitions, &[]);
+    }
+
+    pub fn create_topic_with(&self, name: &str, partitions: i32, config: &[(&str, &str)]) {
+        match self {
+            Kafka::Mock(m) => m
+                .create_topic(name, partitions, 1)
+                .expect("mock create_topic"),
+            Kafka::Real(b) => {
+                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                    .set("bootstrap.servers", b)
+                    .create()
+                    .unwrap();
+                let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(-1));
+                for (k, v) in config {
+                    topic = topic.set(k, v);
+                }
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let res = rt
+                    .block_on(admin.create_topics(
+                        [&topic],
+                        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+                    ))
+                    .unwrap();
+                for r in res {
+                    r.unwrap_or_else(|(t, e)| panic!("creating {t}: {e}"));
+                }
+                let b = b.clone();
+                let name = name.to_string();
+                await_until(
+                    Duration::from_secs(30),
+                    "the new topic to show in metadata",
+                    || partition_count(&b, &name) == Some(partitions as usize),
+                );
+            }
+        }
+    }
+}
+
+pub fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .ok()?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
+    md.topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len())
+        .filter(|&n| n > 0)
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `condition` until it holds; panics naming `what` after `timeout`.
+pub fn await_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("partitioner", "murmur2_random")
+        .create()
+        .expect("producer")
+}
+
+/// Produces readings keyed by meter id; returns once Kafka acknowledged all of them.
+pub fn produce_readings(bootstrap: &str, topic: &str, readings: &[Reading]) {
+    let p = producer(bootstrap);
+    for r in readings {
+        let payload = r.to_json();
+        send(&p, topic, Some(r.meter_id.as_bytes()), &payload, None);
+    }
+    p.flush(Duration::from_secs(60))
+        .expect("all readings acknowledged");
+}
+
+pub fn send(
+    p: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    partition: Option<i32>,
+) {
+    let mut rec = BaseRecord::<[u8], [u8]>::to(topic).payload(payload);
+    if let Some(k) = key {
+        rec = rec.key(k);
+    }
+    if let Some(p) = partition {
+        rec = rec.partition(p);
+    }
+    let mut rec = rec;
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                r,
+            )) => {
+                rec = r;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((e, _)) => panic!("producing to {topic}: {e}"),
+        }
+    }
+}
+
+/// Every record of `topic` up to its current end (the last stable offset: read_committed).
+pub fn read_to_end(bootstrap: &str, topic: &str) -> Vec<OwnedMessage> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let n =
+        partition_count(bootstrap, topic).unwrap_or_else(|| panic!("topic {topic} does not exist"));
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in 0..n as i32 {
+        let (_, high) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .unwrap();
+        ends.insert(p, high);
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let positions = c.position().unwrap();
+        let done = ends.iter().all(|(p, end)| {
+            *end == 0
+                || matches!(positions.find_partition(topic, *p).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= *end)
+        });
+        if done {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reading {topic} to its end took over 60 s"
+        );
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            out.push(m.unwrap().detach());
+        }
+    }
+}
+
+/// The hourly result a sink record carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hourly {
+    pub count: u64,
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// (meter, hour start) -> every result emitted for it, in order.
+pub type Outputs = BTreeMap<(String, i64), Vec<Hourly>>;
+
+pub fn parse_outputs(msgs: &[OwnedMessage]) -> Outputs {
+    let mut out = Outputs::new();
+    for m in msgs {
+        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        let meter = v["meter_id"].as_str().unwrap().to_string();
+        assert_eq!(
+            m.key(),
+            Some(meter.as_bytes()),
+            "results are keyed by meter id"
+        );
+        let h = Hourly {
+            count: v["count"].as_u64().unwrap(),
+            avg: v["avg"].as_f64().unwrap(),
+            min: v["min"].as_f64().unwrap(),
+            max: v["max"].as_f64().unwrap(),
+        };
+        out.entry((meter, v["window_start_ms"].as_i64().unwrap()))
+            .or_default()
+            .push(h);
+    }
+    out
+}
+
+/// The right answer, computed here from the readings alone (no weir code involved).
+pub fn oracle(readings: &[Reading]) -> BTreeMap<(String, i64), Hourly> {
+    let mut acc: BTreeMap<(String, i64), (u64, f64, f64, f64)> = BTreeMap::new();
+    for r in readings {
+        let hour = r.ts_ms - r.ts_ms.rem_euclid(3_600_000);
+        let e = acc
+            .entry((r.meter_id.clone(), hour))
+            .or_insert((0, 0.0, f64::MAX, f64::MIN));
+        e.0 += 1;
+        e.1 += r.kwh;
+        e.2 = e.2.min(r.kwh);
+        e.3 = e.3.max(r.kwh);
+    }
+    acc.into_iter()
+        .map(|(k, (n, sum, min, max))| {
+            (
+                k,
+                Hourly {
+                    count: n,
+                    avg: sum / n as f64,
+                    min,
+                    max,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Differences between what was emitted last per window and the oracle, as readable lines.
+pub fn compare_final(outputs: &Outputs, expected: &BTreeMap<(String, i64), Hourly>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (k, want) in expected {
+        match outputs.get(k).and_then(|v| v.last()) {
+            None => problems.push(format!("missing {k:?}")),
+            Some(got)
+                if got.count != want.count
+                    || (got.avg - want.avg).abs() > 1e-9
+                    || got.min != want.min
+                    || got.max != want.max =>
+            {
+                problems.push(format!("wrong {k:?}: got {got:?}, want {want:?}"))
+            }
+            Some(_) => {}
+        }
+    }
+    for k in outputs.keys().filter(|k| !expected.contains_key(*k)) {
+        problems.push(format!("unexpected {k:?}"));
+    }
+    problems
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from `addr`; returns (status, body), or None when nothing answers.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// Sum of a metric's samples over all its label sets, from a `/metrics` body.
+pub fn metric_sum(body: &str, name: &str) -> f64 {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Per-partition values of a metric from a `/metrics` body.
+pub fn metric_by_partition(body: &str, name: &str) -> BTreeMap<i32, f64> {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| {
+            let p = l
+                .split("partition=\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((p, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A `weir run` process.
+pub struct Worker {
+    pub child: Child,
+    pub http: String,
+    pub log: PathBuf,
+}
+
+impl Worker {
+    pub fn start(job: &Path, bootstrap: &str, state_dir: &Path) -> Worker {
+        Worker::start_with(job, bootstrap, state_dir, &[])
+    }
+
+    pub fn start_with(
+        job: &Path,
+        bootstrap: &str,
+        state_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Worker {
+        let http = format!("127.0.0.1:{}", free_port());
+        let log = state_dir.with_extension(format!("{}.log", unique("w")));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("run")
+            .arg(job)
+            .args(["--brokers", bootstrap, "--http", &http])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .envs(env.iter().copied())
+            .env("WEIR_LOG", "info,librdkafka=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawning weir run");
+        let w = Worker { child, http, log };
+        let addr = w.http.clone();
+        await_until(
+            Duration::from_secs(30),
+            "the worker's HTTP endpoint",
+            || http_get(&addr, "/livez").is_some(),
+        );
+        w
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(&self.http, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    pub fn ready(&self) -> bool {
+        matches!(http_get(&self.http, "/readyz"), Some((200, _)))
+    }
+
+    pub fn await_ready(&self, timeout: Duration) {
+        let addr = self.http.clone();
+        await_until(timeout, "the worker to be ready", || {
+            matches!(http_get(&addr, "/readyz"), Some((200, _)))
+        });
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// SIGTERM, then wait for the exit; returns its status code.
+    pub fn stop(mut self) -> i32 {
+        self.signal(libc::SIGTERM);
+        self.wait(Duration::from_secs(45))
+    }
+
+    /// SIGKILL: no chance to commit or checkpoint.
+    pub fn kill(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                self.signal(libc::SIGKILL);
+                panic!(
+                    "worker did not exit within {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Never leave a worker behind, whatever the test did.
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A job file derived from the flagship job, with its topics renamed and `(from, to)` replacements.
+pub fn write_job(
+    dir: &Path,
+    name: &str,
+    input: &str,
+    output: &str,
+    replacements: &[(&str, &str)],
+) -> PathBuf {
+    let mut text = weir_engine::FLAGSHIP_JOB
+        .replace(
+            "name = \"meter-hourly-average\"",
+            &format!("name = \"{name}\""),
+        )
+        .replace(
+            "topics = [\"meter-readings\"]",
+            &format!("topics = [\"{input}\"]"),
+        )
+        .replace(
+            "topic = \"meter-hourly-averages\"",
+            &format!("topic = \"{output}\""),
+        )
+        .replace("close_idle_after = \"10m\"", "close_idle_after = \"2s\"")
+        .replace("commit_interval = \"1s\"", "commit_interval = \"200ms\"");
+    for (from, to) in replacements {
+        assert!(text.contains(from), "job template has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The group's committed offset of one partition, or None.
+pub fn committed_offset(bootstrap: &str, group: &str, topic: &str, partition: i32) -> Option<i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let res = c.committed_offsets(tpl, Duration::from_secs(10)).ok()?;
+    match res.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
+/// End offset (high watermark) of one partition.
+pub fn end_offset(bootstrap: &str, topic: &str, partition: i32) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    c.fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .unwrap()
+        .1
+}

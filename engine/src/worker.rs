@@ -116,11 +116,12 @@ impl ConsumerContext for WorkerContext {
             Rebalance::Assign(tpl) => {
                 let mut core = self.core.lock().unwrap();
                 core.metrics.rebalances.inc();
-                core.health.set_joined();
                 if let Err(e) = core.assign(consumer, tpl) {
                     tracing::error!("assigning partitions: {e:#}");
                     core.health.set_fatal(format!("assignment failed: {e:#}"));
                 }
+                // Only now: readiness must never see the member joined with tasks not yet listed.
+                core.health.set_joined();
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
@@ -193,6 +194,7 @@ impl Core {
         for e in tpl.elements() {
             let task = self.tasks.entry(e.partition()).or_insert_with(|| {
                 new.push(e.partition());
+                self.health.set_task(e.partition(), Some("created".into()));
                 Task::new(e.partition())
             });
             if !task.topics.iter().any(|t| t == e.topic()) {

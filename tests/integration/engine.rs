@@ -151,12 +151,12 @@ fn real_partitions_move_with_their_state_when_a_worker_joins_and_another_leaves(
     let thirds: Vec<&[Reading]> = s.readings.chunks(s.readings.len().div_ceil(3)).collect();
     let a = Worker::start(&job, &s.bootstrap, &s.state("a"));
     produce_readings(&s.bootstrap, &s.input, thirds[0]);
-    await_until(LONG, "worker A to process the first third", || {
+    await_workers(LONG, "worker A to process the first third", &[&a], || {
         consumed(&a) as usize >= thirds[0].len()
     });
 
     let b = Worker::start(&job, &s.bootstrap, &s.state("b"));
-    await_until(LONG, "B to take over some partitions", || {
+    await_workers(LONG, "B to take over some partitions", &[&a, &b], || {
         metric_sum(&b.metrics(), "weir_tasks") >= 1.0 && b.ready()
     });
     assert!(
@@ -164,16 +164,19 @@ fn real_partitions_move_with_their_state_when_a_worker_joins_and_another_leaves(
         "B restored A's state for the partitions it took"
     );
     produce_readings(&s.bootstrap, &s.input, thirds[1]);
-    await_until(LONG, "A and B to process the second third", || {
-        (consumed(&a) + consumed(&b)) as usize >= thirds[0].len() + thirds[1].len()
-    });
+    await_workers(
+        LONG,
+        "A and B to process the second third",
+        &[&a, &b],
+        || group_drained(&s.bootstrap, &s.name, &s.input),
+    );
 
     assert_eq!(
         a.stop(),
         0,
         "SIGTERM: commit, checkpoint, leave the group, exit 0"
     );
-    await_until(LONG, "B to own every partition", || {
+    await_workers(LONG, "B to own every partition", &[&b], || {
         metric_sum(&b.metrics(), "weir_tasks") == PARTITIONS as f64 && b.ready()
     });
     produce_readings(&s.bootstrap, &s.input, thirds[2]);

@@ -134,6 +134,50 @@ pub fn await_until(timeout: Duration, what: &str, mut condition: impl FnMut() ->
     }
 }
 
+/// [`await_until`], with the workers' logs in the panic message.
+pub fn await_workers(
+    timeout: Duration,
+    what: &str,
+    workers: &[&Worker],
+    mut condition: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() > deadline {
+            let logs: Vec<String> = workers
+                .iter()
+                .map(|w| {
+                    let m = w.metrics();
+                    let key: Vec<&str> = m
+                        .lines()
+                        .filter(|l| {
+                            [
+                                "weir_records_consumed_total",
+                                "weir_tasks",
+                                "weir_task_state",
+                                "weir_consumer_lag",
+                            ]
+                            .iter()
+                            .any(|k| l.starts_with(k))
+                        })
+                        .collect();
+                    format!(
+                        "--- {} ---\n{}\n{}",
+                        w.log.display(),
+                        w.log_text(),
+                        key.join("\n")
+                    )
+                })
+                .collect();
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -527,6 +571,15 @@ pub fn committed_offset(bootstrap: &str, group: &str, topic: &str, partition: i3
         Offset::Offset(o) => Some(o),
         _ => None,
     }
+}
+
+/// True when the group has committed, on every partition of `topic`, the partition's end offset.
+pub fn group_drained(bootstrap: &str, group: &str, topic: &str) -> bool {
+    let n = partition_count(bootstrap, topic).unwrap_or(0) as i32;
+    (0..n).all(|p| {
+        let end = end_offset(bootstrap, topic, p);
+        end == 0 || committed_offset(bootstrap, group, topic, p) == Some(end)
+    })
 }
 
 /// End offset (high watermark) of one partition.

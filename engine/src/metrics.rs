@@ -33,6 +33,16 @@ pub struct Metrics {
     pub poll_batch_duration: Histogram,
 }
 
+/// One task's per-record counters.
+#[derive(Clone)]
+pub struct TaskCounters {
+    pub consumed: IntCounter,
+    pub skipped: IntCounter,
+    pub dead_lettered: IntCounter,
+    pub late: IntCounter,
+    pub filtered: IntCounter,
+}
+
 fn opts(name: &str, help: &str, job: &str) -> Opts {
     Opts::new(name, help).const_label("job", job)
 }
@@ -86,6 +96,19 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+
+    /// Handles on one task's per-record counters, resolved once (no label lookup per record).
+    pub fn task_counters(&self, partition: i32) -> TaskCounters {
+        let p = partition.to_string();
+        let l = [p.as_str()];
+        TaskCounters {
+            consumed: self.records_consumed.with_label_values(&l),
+            skipped: self.records_skipped.with_label_values(&l),
+            dead_lettered: self.records_dead_lettered.with_label_values(&l),
+            late: self.records_late.with_label_values(&l),
+            filtered: self.records_filtered.with_label_values(&l),
+        }
     }
 
     /// Removes a task's series when it leaves this worker.

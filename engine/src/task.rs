@@ -7,6 +7,7 @@
 //!                  \-> Suspended (revoked while restoring)
 //! ```
 
+use crate::metrics::TaskCounters;
 use std::collections::BTreeMap;
 use std::time::Instant;
 use weir_operators::WindowedAggregate;
@@ -84,10 +85,11 @@ pub struct Task {
     pub last_record_at: Instant,
     pub last_checkpoint_at: Instant,
     pub failure: Option<String>,
+    pub counters: TaskCounters,
 }
 
 impl Task {
-    pub fn new(partition: i32) -> Task {
+    pub fn new(partition: i32, counters: TaskCounters) -> Task {
         Task {
             partition,
             state: TaskState::Created,
@@ -104,6 +106,7 @@ impl Task {
             last_record_at: Instant::now(),
             last_checkpoint_at: Instant::now(),
             failure: None,
+            counters,
         }
     }
 
@@ -139,7 +142,7 @@ mod tests {
 
     #[test]
     fn the_lifecycle_allows_only_its_edges() {
-        let mut t = Task::new(0);
+        let mut t = Task::new(0, crate::metrics::Metrics::new("t").task_counters(0));
         t.transition(TaskState::Restoring);
         t.transition(TaskState::Running);
         t.transition(TaskState::Suspended);
@@ -151,6 +154,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "illegal transition Created -> Failed")]
     fn an_illegal_transition_is_a_loud_bug() {
-        Task::new(1).transition(TaskState::Failed);
+        Task::new(1, crate::metrics::Metrics::new("t").task_counters(1))
+            .transition(TaskState::Failed);
     }
 }

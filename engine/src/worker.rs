@@ -195,7 +195,7 @@ impl Core {
             let task = self.tasks.entry(e.partition()).or_insert_with(|| {
                 new.push(e.partition());
                 self.health.set_task(e.partition(), Some("created".into()));
-                Task::new(e.partition())
+                Task::new(e.partition(), self.metrics.task_counters(e.partition()))
             });
             if !task.topics.iter().any(|t| t == e.topic()) {
                 task.topics.push(e.topic().to_string());
@@ -539,7 +539,6 @@ impl Core {
             return Ok(());
         }
         task.last_record_at = Instant::now();
-        let label = p.to_string();
         let payload = msg.payload().unwrap_or_default();
         let result = if let Some(stamper) = &self.stamper {
             stamper
@@ -556,10 +555,7 @@ impl Core {
                 .decode(payload, msg.key(), msg.timestamp().to_millis())
                 .map(|rec| {
                     if !self.filter.keeps(&rec.values) {
-                        self.metrics
-                            .records_filtered
-                            .with_label_values(&[&label])
-                            .inc();
+                        task.counters.filtered.inc();
                         return;
                     }
                     if let (Some(agg), Some(store)) = (task.agg.as_mut(), task.store.as_ref()) {
@@ -570,7 +566,7 @@ impl Core {
                             tracing::error!(partition = p, "state store read failed: {e}");
                         }
                         if agg.late_records() > late_before {
-                            self.metrics.records_late.with_label_values(&[&label]).inc();
+                            task.counters.late.inc();
                         }
                     }
                 })
@@ -589,10 +585,7 @@ impl Core {
                 }
                 BadRecordPolicy::Skip => {
                     tracing::warn!("skipped bad record at {provenance}: {err}");
-                    self.metrics
-                        .records_skipped
-                        .with_label_values(&[&label])
-                        .inc();
+                    task.counters.skipped.inc();
                 }
                 BadRecordPolicy::DeadLetter => {
                     let topic = self
@@ -622,20 +615,19 @@ impl Core {
                     }
                     send(&self.producer, record)?;
                     tracing::warn!("sent bad record at {provenance} to {topic}: {err}");
-                    self.metrics
-                        .records_dead_lettered
-                        .with_label_values(&[&label])
-                        .inc();
+                    task.counters.dead_lettered.inc();
                 }
             }
         }
         let task = self.tasks.get_mut(&p).expect("task");
-        task.positions
-            .insert(msg.topic().to_string(), msg.offset() + 1);
-        self.metrics
-            .records_consumed
-            .with_label_values(&[&label])
-            .inc();
+        match task.positions.get_mut(msg.topic()) {
+            Some(next) => *next = msg.offset() + 1,
+            None => {
+                task.positions
+                    .insert(msg.topic().to_string(), msg.offset() + 1);
+            }
+        }
+        task.counters.consumed.inc();
         self.flush_emits()
     }
 

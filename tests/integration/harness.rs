@@ -436,7 +436,10 @@ impl Worker {
         let http = format!("127.0.0.1:{}", free_port());
         let log = state_dir.with_extension(format!("{}.log", unique("w")));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        // WEIR_BIN: run another build of weir (e.g. target/release/weir for measurements).
+        let bin =
+            std::env::var("WEIR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_weir").to_string());
+        let child = Command::new(bin)
             .arg("run")
             .arg(job)
             .args(["--brokers", bootstrap, "--http", &http])
@@ -474,6 +477,18 @@ impl Worker {
         await_until(timeout, "the worker to be ready", || {
             matches!(http_get(&addr, "/readyz"), Some((200, _)))
         });
+    }
+
+    /// Peak resident set size of the process so far (VmHWM), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
     }
 
     pub fn log_text(&self) -> String {

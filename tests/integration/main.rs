@@ -7,4 +7,5 @@ mod harness;
 mod broker;
 mod demo;
 mod engine;
+mod measure;
 mod mock;

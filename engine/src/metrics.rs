@@ -41,6 +41,8 @@ pub struct TaskCounters {
     pub dead_lettered: IntCounter,
     pub late: IntCounter,
     pub filtered: IntCounter,
+    pub wipes: IntCounter,
+    pub restored: IntCounter,
 }
 
 fn opts(name: &str, help: &str, job: &str) -> Opts {
@@ -108,6 +110,8 @@ impl Metrics {
             dead_lettered: self.records_dead_lettered.with_label_values(&l),
             late: self.records_late.with_label_values(&l),
             filtered: self.records_filtered.with_label_values(&l),
+            wipes: self.restores_full.with_label_values(&l),
+            restored: self.restore_records.with_label_values(&l),
         }
     }
 

@@ -250,10 +250,7 @@ impl Core {
                     };
                     if !empty {
                         tracing::warn!(partition = p, "{why} and the local store is not empty: wiped, restoring all of {changelog}");
-                        self.metrics
-                            .restores_full
-                            .with_label_values(&[&p.to_string()])
-                            .inc();
+                        self.tasks[&p].counters.wipes.inc();
                     } else if !missing {
                         tracing::warn!(partition = p, "{why}; restoring all of {changelog}");
                     }
@@ -407,17 +404,9 @@ impl Core {
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             let label = p.to_string();
-            self.metrics
-                .restore_records
-                .with_label_values(&[&label])
-                .inc_by(
-                    r.done
-                        - self
-                            .metrics
-                            .restore_records
-                            .with_label_values(&[&label])
-                            .get(),
-                );
+            task.counters
+                .restored
+                .inc_by(r.done - task.counters.restored.get());
             let remaining = (r.end - r.position).max(0);
             self.metrics
                 .restore_remaining

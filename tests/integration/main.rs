@@ -9,3 +9,4 @@ mod demo;
 mod engine;
 mod measure;
 mod mock;
+mod observability;

@@ -26,7 +26,7 @@ tasks:
   kafka start [--brokers 1|3]
   kafka stop
   kafka status
-  prereq                    install missing system packages (libclang-dev) and check Java and Maven
+  prereq                    install missing system packages (libclang-dev, Java, Maven, Prometheus)
 ";
 
 fn main() -> ExitCode {
@@ -40,7 +40,9 @@ fn main() -> ExitCode {
         }
         ["kafka", "stop"] => kafka::stop(),
         ["kafka", "status"] => kafka::status(),
-        ["prereq"] => prereq::ensure_build_prereqs().and_then(|_| prereq::ensure_java_and_maven()),
+        ["prereq"] => prereq::ensure_build_prereqs()
+            .and_then(|_| prereq::ensure_java_and_maven())
+            .and_then(|_| prereq::ensure_test_tools()),
         ["help"] | ["--help"] | ["-h"] => {
             print!("{USAGE}");
             Ok(())
@@ -129,6 +131,7 @@ fn test(args: &[&str]) -> Result<(), String> {
     };
     prereq::ensure_build_prereqs()?;
     prereq::ensure_java_and_maven()?;
+    prereq::ensure_test_tools()?;
     // Build first: a compile error should not cost a broker start, and the build's minutes
     // should not count against test timeouts.
     run(cargo().args(["build", "--workspace", "--all-targets"]))?;

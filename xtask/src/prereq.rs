@@ -110,3 +110,12 @@ pub fn ensure_java_and_maven() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Prometheus and promtool (Debian package `prometheus`): the metrics tests scrape a worker with a
+/// real Prometheus server and lint `/metrics` with `promtool check metrics`.
+pub fn ensure_test_tools() -> Result<(), String> {
+    if has_command("prometheus") && has_command("promtool") {
+        return Ok(());
+    }
+    apt_install(&["--no-install-recommends", "prometheus"])
+}

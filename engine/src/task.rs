@@ -59,6 +59,8 @@ pub struct Restore {
     /// Changelog end (last stable offset) when the restore started.
     pub end: i64,
     pub done: u64,
+    /// Records read but not applied: written by a commit cycle whose offsets never committed.
+    pub skipped: u64,
     pub batch: Vec<WriteOp>,
     pub started: Instant,
     pub wiped: bool,

@@ -15,7 +15,7 @@ use crate::task::{Restore, Task, TaskState};
 use anyhow::{bail, Context as _};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
@@ -27,7 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_config::{AggregateFn, BadRecordPolicy, EmitMode, Job, RuntimeConfig, SinkKind};
 use weir_operators::{Decoder, Emit, Filter, Stamper, WindowedAggregate, Windowing};
-use weir_state::{Checkpoint, CheckpointError, SharedResources, Store, TaskDir};
+use weir_state::{
+    encode_input_offsets, written_by_committed_cycle, Checkpoint, CheckpointError, SharedResources,
+    Store, TaskDir, INPUT_OFFSETS_HEADER,
+};
 
 /// What the windowed part of a job needs at run time.
 struct WindowSpec {
@@ -206,6 +209,25 @@ impl Core {
         }
         self.metrics.tasks.set(self.tasks.len() as i64);
         tracing::info!(partitions = ?new, "partitions assigned");
+        // The group's committed offsets: where input resumes, and which changelog records a
+        // restore may apply (those of cycles that committed).
+        let input_topics: Vec<String> = tpl
+            .elements()
+            .iter()
+            .map(|e| e.topic().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let committed = consumer
+            .committed_offsets(tpl_of(&input_topics, &new), Duration::from_secs(30))
+            .context("reading the group's committed offsets")?;
+        for e in committed.elements() {
+            if let (Offset::Offset(off), Some(task)) =
+                (e.offset(), self.tasks.get_mut(&e.partition()))
+            {
+                task.committed.insert(e.topic().to_string(), off);
+            }
+        }
         let Some(window) = &self.window else {
             for p in new {
                 self.set_state(p, TaskState::Running);
@@ -271,6 +293,7 @@ impl Core {
                 position: from,
                 end: high,
                 done: 0,
+                skipped: 0,
                 batch: Vec::new(),
                 started: Instant::now(),
                 wiped,
@@ -379,12 +402,21 @@ impl Core {
             let Some(r) = task.restore.as_mut() else {
                 continue;
             };
+            r.done += 1;
+            r.position = msg.offset() + 1;
+            let header = msg.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == INPUT_OFFSETS_HEADER)
+                    .and_then(|h| h.value)
+            });
+            if !written_by_committed_cycle(header, &task.committed) {
+                r.skipped += 1;
+                continue;
+            }
             r.batch.push((
                 msg.key().unwrap_or_default().to_vec(),
                 msg.payload().map(<[u8]>::to_vec),
             ));
-            r.done += 1;
-            r.position = msg.offset() + 1;
         }
         let positions = self.restore_consumer.position().unwrap_or_default();
         for p in restoring {
@@ -479,6 +511,7 @@ impl Core {
         tracing::info!(
             partition = p,
             records = r.done,
+            skipped_uncommitted = r.skipped,
             wiped = r.wiped,
             seconds = format!("{secs:.2}"),
             records_per_s = format!("{:.0}", r.done as f64 / secs.max(1e-3)),
@@ -690,10 +723,21 @@ impl Core {
                     continue;
                 };
                 let writes = agg.take_dirty(&mut self.emits);
+                // The offsets this cycle is about to commit: a restore skips these records if
+                // the commit never happens.
+                let mark = encode_input_offsets(task.topics.iter().filter_map(|t| {
+                    let off = task.positions.get(t).or_else(|| task.committed.get(t))?;
+                    Some((t.as_str(), *off))
+                }));
                 for (k, v) in &writes {
+                    let headers = OwnedHeaders::new().insert(Header {
+                        key: INPUT_OFFSETS_HEADER,
+                        value: Some(mark.as_bytes()),
+                    });
                     let mut record = BaseRecord::to(&window.changelog)
                         .partition(*p)
-                        .key(k.as_slice());
+                        .key(k.as_slice())
+                        .headers(headers);
                     if let Some(v) = v {
                         record = record.payload(v.as_slice());
                     }

@@ -14,7 +14,9 @@ mod resources;
 mod store;
 mod task_dir;
 
-pub use changelog::{ChangelogRecord, CHANGELOG_VALUE_VERSION};
+pub use changelog::{
+    decode_input_offsets, encode_input_offsets, written_by_committed_cycle, INPUT_OFFSETS_HEADER,
+};
 pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FORMAT_VERSION};
 pub use resources::SharedResources;
 pub use store::{Store, StoreError, WriteOp};

@@ -61,6 +61,7 @@ impl CommitStep for AtLeastOnce {
         if offsets.count() == 0 {
             return Ok(true);
         }
+        crate::failpoint::hit("before_offset_commit");
         match consumer.commit(offsets, CommitMode::Sync) {
             Ok(()) => Ok(true),
             // The group is rebalancing: the offsets are committed by the revoke that follows, or

@@ -9,12 +9,14 @@
 //! - `metrics.rs`, `health.rs`, `http.rs`: `/metrics`, `/livez`, `/readyz`;
 //! - `generator.rs`: deterministic meter readings (demo, tests, drills);
 //! - `demo.rs`: `weir demo`, the flagship job on an in-process mock cluster;
+//! - `failpoint.rs`: `WEIR_FAILPOINT` crash points for tests;
 //! - `cli.rs`: the command line.
 
 pub mod cli;
 mod commit;
 mod deliveries;
 pub mod demo;
+pub mod failpoint;
 pub mod generator;
 pub mod health;
 pub mod http;

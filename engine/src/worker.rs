@@ -764,6 +764,7 @@ impl Core {
                 task.committed.insert(e.topic().to_string(), off);
             }
         }
+        crate::failpoint::hit("before_state_apply");
         // 3. Only now apply the buffered state writes and move the checkpoints.
         if let Some(window) = &self.window {
             for p in &partitions {
@@ -785,6 +786,7 @@ impl Core {
                     .write(pending.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 store.sync().map_err(|e| anyhow::anyhow!("{e}"))?;
+                crate::failpoint::hit("before_checkpoint");
                 let cp = Checkpoint {
                     changelog_offsets: [(window.store.clone(), next.unwrap_or(0))].into(),
                     input_offset: task

@@ -1,0 +1,29 @@
+//! Failpoints for crash tests: `WEIR_FAILPOINT=<name>[:<n>]` aborts the process (no clean-up, like
+//! SIGKILL) the n-th time (default: the first) execution reaches the failpoint `name`. Unset, a
+//! failpoint costs one relaxed atomic load.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+fn configured() -> &'static Option<(String, u64)> {
+    static CONFIG: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let value = std::env::var("WEIR_FAILPOINT").ok()?;
+        let (name, n) = match value.split_once(':') {
+            Some((name, n)) => (name.to_string(), n.parse().unwrap_or(1)),
+            None => (value, 1),
+        };
+        Some((name, n.max(1)))
+    })
+}
+
+/// Aborts the process if `name` is the configured failpoint and this is its n-th hit.
+pub fn hit(name: &str) {
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    if let Some((wanted, n)) = configured() {
+        if wanted == name && HITS.fetch_add(1, Ordering::Relaxed) + 1 == *n {
+            eprintln!("failpoint {name}: aborting");
+            std::process::abort();
+        }
+    }
+}

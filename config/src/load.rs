@@ -321,13 +321,6 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
         ),
         _ => {}
     }
-    if p.guarantee == Guarantee::ExactlyOnce {
-        report(
-            locate(text, "processing", "guarantee"),
-            "guarantee = \"exactly_once\" is not available in this version; use \"at_least_once\""
-                .into(),
-        );
-    }
     if let Some(rf) = job.state.changelog_replication_factor {
         if rf < 1 {
             report(

@@ -1,62 +1,94 @@
 //! The guarantee-specific step of the commit cycle: make the produced records (outputs, changelog,
-//! dead letters) durable, then commit the input offsets. Everything before it (collecting dirty
+//! dead letters) durable together with the input offsets. Everything before it (collecting dirty
 //! state) and after it (applying state, checkpoints) is the same for every guarantee.
 
 use crate::deliveries::Deliveries;
 use crate::health::Health;
 use crate::worker::GroupConsumer;
-use anyhow::bail;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::util::Timeout;
 use rdkafka::TopicPartitionList;
 use std::time::Duration;
 
+/// Why a commit did not happen.
+pub(crate) enum CommitFailure {
+    /// Nothing of this cycle is visible: drop the uncommitted state and rewind to the committed
+    /// offsets, then carry on.
+    Abortable(String),
+    /// The worker cannot go on (e.g. its producer was fenced by a newer instance).
+    Fatal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for CommitFailure {
+    fn from(e: anyhow::Error) -> Self {
+        CommitFailure::Fatal(e)
+    }
+}
+
 pub(crate) trait CommitStep {
+    /// Called once before the first record is produced.
+    fn start(&mut self, producer: &BaseProducer<Deliveries>) -> anyhow::Result<()>;
+    /// Returns whether the offsets were committed (at-least-once may skip a commit during a rebalance).
     fn commit(
         &mut self,
         producer: &BaseProducer<Deliveries>,
         consumer: &GroupConsumer,
         offsets: &TopicPartitionList,
         health: &Health,
-    ) -> anyhow::Result<bool>;
+    ) -> Result<bool, CommitFailure>;
+    /// After an abortable failure: make the producer usable again.
+    fn recover(&mut self, producer: &BaseProducer<Deliveries>) -> anyhow::Result<()>;
+}
+
+/// Flushes the producer, waiting (and reporting not-ready) while Kafka does not acknowledge.
+fn flush(producer: &BaseProducer<Deliveries>, health: &Health) -> anyhow::Result<()> {
+    let mut waited = 0;
+    loop {
+        match producer.flush(Duration::from_secs(5)) {
+            Ok(()) => break,
+            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {
+                waited += 5;
+                tracing::warn!(
+                    "Kafka has not acknowledged {} records for {waited}s; still waiting",
+                    producer.in_flight_count()
+                );
+                health.set_fatal(format!(
+                    "waiting {waited}s for Kafka to acknowledge records"
+                ));
+            }
+            Err(e) => anyhow::bail!("flushing the producer: {e}"),
+        }
+    }
+    if waited > 0 {
+        health.clear_fatal();
+    }
+    Ok(())
 }
 
 /// At-least-once: flush the producer, then commit offsets. A crash between the two re-processes
-/// the records of one commit interval. Returns whether the offsets were committed.
+/// the records of one commit interval (state does not count them twice: see `INPUT_OFFSETS_HEADER`).
 pub(crate) struct AtLeastOnce;
 
 impl CommitStep for AtLeastOnce {
+    fn start(&mut self, _: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     fn commit(
         &mut self,
         producer: &BaseProducer<Deliveries>,
         consumer: &GroupConsumer,
         offsets: &TopicPartitionList,
         health: &Health,
-    ) -> anyhow::Result<bool> {
-        let mut waited = 0;
-        loop {
-            match producer.flush(Duration::from_secs(5)) {
-                Ok(()) => break,
-                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {
-                    waited += 5;
-                    tracing::warn!(
-                        "Kafka has not acknowledged {} records for {waited}s; still waiting",
-                        producer.in_flight_count()
-                    );
-                    health.set_fatal(format!(
-                        "waiting {waited}s for Kafka to acknowledge records"
-                    ));
-                }
-                Err(e) => bail!("flushing the producer: {e}"),
-            }
-        }
-        if waited > 0 {
-            health.clear_fatal();
-        }
+    ) -> Result<bool, CommitFailure> {
+        flush(producer, health)?;
         if let Some(failure) = producer.context().take_failure() {
-            bail!("{failure}; input offsets were not committed");
+            return Err(CommitFailure::Fatal(anyhow::anyhow!(
+                "{failure}; input offsets were not committed"
+            )));
         }
         if offsets.count() == 0 {
             return Ok(true);
@@ -74,7 +106,105 @@ impl CommitStep for AtLeastOnce {
                 tracing::warn!("offset commit skipped: {code}");
                 Ok(false)
             }
-            Err(e) => bail!("committing offsets: {e}"),
+            Err(e) => Err(CommitFailure::Fatal(anyhow::anyhow!(
+                "committing offsets: {e}"
+            ))),
         }
+    }
+
+    fn recover(&mut self, _: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Exactly-once: one transaction per commit cycle holds the outputs, the changelog records, the
+/// dead letters and the input offsets (sent with the consumer's group metadata, so a member that
+/// was replaced is fenced). Nothing of an aborted cycle is visible to read_committed readers.
+pub(crate) struct ExactlyOnce;
+
+/// Sorts a transactional error into the commit's outcomes.
+fn classify(what: &str, e: KafkaError) -> CommitFailure {
+    let (abortable, fatal) = match &e {
+        KafkaError::Transaction(t) => (t.txn_requires_abort(), t.is_fatal()),
+        _ => (false, true),
+    };
+    if abortable && !fatal {
+        CommitFailure::Abortable(format!("{what}: {e}"))
+    } else {
+        CommitFailure::Fatal(anyhow::anyhow!("{what}: {e}"))
+    }
+}
+
+/// Retries a transactional call while librdkafka says it is retriable.
+fn retrying(
+    what: &str,
+    mut call: impl FnMut() -> Result<(), KafkaError>,
+) -> Result<(), CommitFailure> {
+    loop {
+        match call() {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Transaction(t)) if t.is_retriable() => {
+                tracing::warn!("{what}: {t}; retrying")
+            }
+            Err(e) => return Err(classify(what, e)),
+        }
+    }
+}
+
+impl CommitStep for ExactlyOnce {
+    fn start(&mut self, producer: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
+        // Fences any older instance with the same transactional id and aborts its open transaction.
+        producer
+            .init_transactions(Duration::from_secs(60))
+            .map_err(|e| anyhow::anyhow!("initialising transactions: {e}"))?;
+        producer
+            .begin_transaction()
+            .map_err(|e| anyhow::anyhow!("beginning a transaction: {e}"))
+    }
+
+    fn commit(
+        &mut self,
+        producer: &BaseProducer<Deliveries>,
+        consumer: &GroupConsumer,
+        offsets: &TopicPartitionList,
+        health: &Health,
+    ) -> Result<bool, CommitFailure> {
+        crate::failpoint::hit("eos_before_send_offsets");
+        if offsets.count() > 0 {
+            let metadata = consumer.group_metadata().ok_or_else(|| {
+                CommitFailure::Fatal(anyhow::anyhow!("the consumer has no group metadata"))
+            })?;
+            retrying("sending offsets to the transaction", || {
+                producer.send_offsets_to_transaction(offsets, &metadata, Timeout::Never)
+            })?;
+        }
+        crate::failpoint::hit("eos_before_commit");
+        health.set_fatal("committing a transaction".into());
+        let committed = retrying("committing the transaction", || {
+            producer.commit_transaction(Timeout::Never)
+        });
+        health.clear_fatal();
+        committed?;
+        if let Some(failure) = producer.context().take_failure() {
+            // Cannot happen after a successful commit; if it does, stop rather than guess.
+            return Err(CommitFailure::Fatal(anyhow::anyhow!(
+                "{failure} in a committed transaction"
+            )));
+        }
+        crate::failpoint::hit("eos_after_commit");
+        producer
+            .begin_transaction()
+            .map_err(|e| classify("beginning a transaction", e))?;
+        Ok(true)
+    }
+
+    fn recover(&mut self, producer: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
+        producer
+            .abort_transaction(Timeout::Never)
+            .map_err(|e| anyhow::anyhow!("aborting the transaction: {e}"))?;
+        let _ = producer.context().take_failure();
+        producer
+            .begin_transaction()
+            .map_err(|e| anyhow::anyhow!("beginning a transaction: {e}"))
     }
 }

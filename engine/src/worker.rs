@@ -6,7 +6,7 @@
 //! its tasks before the partitions leave, an assignment opens tasks and pauses their input while
 //! their state is restored from the changelog by a second, group-less consumer.
 
-use crate::commit::{AtLeastOnce, CommitStep};
+use crate::commit::{AtLeastOnce, CommitFailure, CommitStep, ExactlyOnce};
 use crate::deliveries::Deliveries;
 use crate::health::Health;
 use crate::kafka::{client_config, ensure_topic, partition_count};
@@ -25,7 +25,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weir_config::{AggregateFn, BadRecordPolicy, EmitMode, Job, RuntimeConfig, SinkKind};
+use weir_config::{
+    AggregateFn, BadRecordPolicy, EmitMode, Guarantee, Job, RuntimeConfig, SinkKind,
+};
 use weir_operators::{Decoder, Emit, Filter, Stamper, WindowedAggregate, Windowing};
 use weir_state::{
     encode_input_offsets, written_by_committed_cycle, Checkpoint, CheckpointError, SharedResources,
@@ -68,6 +70,8 @@ pub(crate) struct Core {
     pub(crate) tasks: BTreeMap<i32, Task>,
     pub(crate) producer: BaseProducer<Deliveries>,
     restore_consumer: BaseConsumer,
+    /// read_uncommitted client for high watermarks.
+    watermarks: BaseConsumer,
     restore_assignment_stale: bool,
     resources: SharedResources,
     pub(crate) metrics: Arc<Metrics>,
@@ -279,8 +283,12 @@ impl Core {
                     (store, 0, None, !empty)
                 }
             };
+            // The end is the high watermark, not the last stable offset: a transaction left open by
+            // a replaced (zombie) worker holds the LSO back while committed records of later
+            // owners lie beyond it. The read_committed restore consumer then waits until that
+            // transaction is aborted (at its timeout) and reads on.
             let (low, high) = self
-                .restore_consumer
+                .watermarks
                 .fetch_watermarks(&changelog, p, Duration::from_secs(10))
                 .with_context(|| format!("end offsets of {changelog}[{p}]"))?;
             let from = from.max(low);
@@ -754,9 +762,14 @@ impl Core {
                 offsets.add_partition_offset(topic, *p, Offset::Offset(off))?;
             }
         }
-        let committed = self
+        let committed = match self
             .commit
-            .commit(&self.producer, consumer, &offsets, &self.health)?;
+            .commit(&self.producer, consumer, &offsets, &self.health)
+        {
+            Ok(c) => c,
+            Err(CommitFailure::Fatal(e)) => return Err(e),
+            Err(CommitFailure::Abortable(why)) => return self.rewind(consumer, &why),
+        };
         for e in offsets.elements().into_iter().filter(|_| committed) {
             if let (Some(task), Offset::Offset(off)) =
                 (self.tasks.get_mut(&e.partition()), e.offset())
@@ -773,11 +786,13 @@ impl Core {
                 let Some(store) = task.store.as_ref() else {
                     continue;
                 };
+                // Delivery reports are per process and may predate this task (the partition left
+                // and came back): never claim less than the task already knew.
                 let next = self
                     .producer
                     .context()
                     .changelog_next(*p)
-                    .or(task.changelog_next);
+                    .max(task.changelog_next);
                 let pending = std::mem::take(&mut task.pending);
                 if pending.is_empty() && next == task.changelog_next && task.checkpoint.is_some() {
                     continue;
@@ -816,6 +831,37 @@ impl Core {
             .commit_duration
             .observe(started.elapsed().as_secs_f64());
         self.metrics.commits.inc();
+        Ok(())
+    }
+
+    /// After an aborted transaction: nothing of the cycle is visible, so every task forgets its
+    /// uncommitted state and reads again from its committed offsets.
+    fn rewind(&mut self, consumer: &GroupConsumer, why: &str) -> anyhow::Result<()> {
+        tracing::warn!(
+            "transaction aborted ({why}); rewinding every task to its committed offsets"
+        );
+        self.commit.recover(&self.producer)?;
+        self.emits.clear();
+        for task in self.tasks.values_mut() {
+            task.pending.clear();
+            if let (Some(agg), Some(store)) = (task.agg.as_mut(), task.store.as_ref()) {
+                agg.discard_uncommitted(store)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            task.positions.clear();
+            if task.state() != TaskState::Running {
+                continue;
+            }
+            for t in &task.topics {
+                let to = task
+                    .committed
+                    .get(t)
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                if let Err(e) = consumer.seek(t, task.partition, to, Duration::from_secs(10)) {
+                    tracing::warn!(partition = task.partition, "rewinding {t}: {e}");
+                }
+            }
+        }
         Ok(())
     }
 
@@ -936,13 +982,33 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             .expect("filter fields are decoded")
     });
 
-    let producer: BaseProducer<Deliveries> = client_config(&brokers, &job)
-        .set("enable.idempotence", "true")
+    let mut pc = client_config(&brokers, &job);
+    pc.set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
-        .set("partitioner", "murmur2_random")
-        // Never give up on a record: while Kafka is away the worker waits (and says it is not ready).
-        .set("message.timeout.ms", "0")
+        .set("partitioner", "murmur2_random");
+    let commit: Box<dyn CommitStep + Send> = match job.processing.guarantee {
+        Guarantee::AtLeastOnce => {
+            // Never give up on a record: while Kafka is away the worker waits (and says it is not ready).
+            pc.set("message.timeout.ms", "0");
+            Box::new(AtLeastOnce)
+        }
+        Guarantee::ExactlyOnce => {
+            // A stable id per worker identity lets a restarted worker fence its predecessor and
+            // abort its open transaction at once; without --instance-id the id is unique per process
+            // and a dead worker's open transaction ends at the transaction timeout.
+            let id = match &runtime.instance_id {
+                Some(i) => format!("{name}-{i}"),
+                None => format!("{name}-{}-{}", std::process::id(), now_ms()),
+            };
+            tracing::info!(transactional_id = %id, "exactly-once");
+            pc.set("transactional.id", id)
+                .set("transaction.timeout.ms", "10000")
+                .set("message.timeout.ms", "10000");
+            Box::new(ExactlyOnce)
+        }
+    };
+    let producer: BaseProducer<Deliveries> = pc
         .create_with_context(Deliveries::new(
             window.as_ref().map(|w| w.changelog.clone()),
         ))
@@ -955,7 +1021,13 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         .create()
         .context("creating the restore consumer")?;
 
+    let watermarks: BaseConsumer = client_config(&brokers, &job)
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .context("creating the watermark client")?;
     let state_dir = PathBuf::from(&runtime.state_dir);
+    let mut commit = commit;
+    commit.start(&producer)?;
     let core = Arc::new(Mutex::new(Core {
         job_name: name.clone(),
         decoder,
@@ -970,13 +1042,14 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         tasks: BTreeMap::new(),
         producer,
         restore_consumer,
+        watermarks,
         restore_assignment_stale: false,
         resources: SharedResources::new(runtime.block_cache_bytes, runtime.write_buffer_bytes),
         metrics: metrics.clone(),
         health: health.clone(),
         emits: Vec::new(),
         last_restore_log: Instant::now(),
-        commit: Box::new(AtLeastOnce),
+        commit,
     }));
 
     let mut cc = client_config(&brokers, &job);

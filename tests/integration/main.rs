@@ -7,6 +7,7 @@ mod harness;
 mod broker;
 mod demo;
 mod engine;
+mod exactly_once;
 mod measure;
 mod mock;
 mod observability;

@@ -139,6 +139,30 @@ fn real_measure_core_figures() {
     let restore_rss = w.peak_rss_bytes();
     assert_eq!(w.stop(), 0);
 
+    // Exactly-once vs at-least-once on the same input, at two commit intervals.
+    let mut guarantees = Vec::new();
+    for interval in ["100ms", "1s"] {
+        for guarantee in ["at_least_once", "exactly_once"] {
+            let run = format!("{name}-{guarantee}-{interval}");
+            let job = write_job(
+                dir.path(),
+                &run,
+                &input,
+                &output,
+                &[
+                    ("close_idle_after = \"2s\"", "close_idle_after = \"1h\""),
+                    ("commit_interval = \"200ms\"", &format!("commit_interval = \"{interval}\"")),
+                    ("guarantee = \"at_least_once\"", &format!("guarantee = \"{guarantee}\"")),
+                ],
+            );
+            let w = Worker::start(&job, &b, &dir.path().join(&run));
+            let t0 = time_until("the first record", &w, |m| metric_sum(m, "weir_records_consumed_total") > 0.0);
+            let t1 = time_until("every record", &w, |m| metric_sum(m, "weir_records_consumed_total") as usize >= records);
+            guarantees.push((guarantee, interval, records as f64 / (t1 - t0).as_secs_f64()));
+            assert_eq!(w.stop(), 0);
+        }
+    }
+
     let recovery_dynamic = recovery_seconds(&kafka, dir.path(), None);
     let recovery_static = recovery_seconds(&kafka, dir.path(), Some("recovery-worker-1"));
 
@@ -163,6 +187,10 @@ fn real_measure_core_figures() {
         "peak RSS during full restore | {:.1} MiB",
         restore_rss as f64 / 1048576.0
     );
+    for pair in guarantees.chunks(2) {
+        let ((_, interval, alos), (_, _, eos)) = (pair[0], pair[1]);
+        println!("records/s at commit interval {interval} | at-least-once {alos:.0}, exactly-once {eos:.0}  ({:.2} x)", eos / alos);
+    }
     println!("SIGKILL + restart -> first new committed result (dynamic membership, 10 s session timeout) | {recovery_dynamic:.2} s");
     println!("SIGKILL + restart -> first new committed result (static membership, --instance-id) | {recovery_static:.2} s");
 }

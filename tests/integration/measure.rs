@@ -151,14 +151,28 @@ fn real_measure_core_figures() {
                 &output,
                 &[
                     ("close_idle_after = \"2s\"", "close_idle_after = \"1h\""),
-                    ("commit_interval = \"200ms\"", &format!("commit_interval = \"{interval}\"")),
-                    ("guarantee = \"at_least_once\"", &format!("guarantee = \"{guarantee}\"")),
+                    (
+                        "commit_interval = \"200ms\"",
+                        &format!("commit_interval = \"{interval}\""),
+                    ),
+                    (
+                        "guarantee = \"at_least_once\"",
+                        &format!("guarantee = \"{guarantee}\""),
+                    ),
                 ],
             );
             let w = Worker::start(&job, &b, &dir.path().join(&run));
-            let t0 = time_until("the first record", &w, |m| metric_sum(m, "weir_records_consumed_total") > 0.0);
-            let t1 = time_until("every record", &w, |m| metric_sum(m, "weir_records_consumed_total") as usize >= records);
-            guarantees.push((guarantee, interval, records as f64 / (t1 - t0).as_secs_f64()));
+            let t0 = time_until("the first record", &w, |m| {
+                metric_sum(m, "weir_records_consumed_total") > 0.0
+            });
+            let t1 = time_until("every record", &w, |m| {
+                metric_sum(m, "weir_records_consumed_total") as usize >= records
+            });
+            guarantees.push((
+                guarantee,
+                interval,
+                records as f64 / (t1 - t0).as_secs_f64(),
+            ));
             assert_eq!(w.stop(), 0);
         }
     }

@@ -136,11 +136,50 @@ fn test(args: &[&str]) -> Result<(), String> {
     // should not count against test timeouts.
     run(cargo().args(["build", "--workspace", "--all-targets"]))?;
     let bootstrap = kafka::start(1)?;
-    let result = run(cargo()
-        .args(["test", "--workspace", "--no-fail-fast"])
-        .args(&extra)
-        .env("WEIR_TEST_BOOTSTRAP", &bootstrap));
+    let result = run_tests(
+        cargo()
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .args(&extra)
+            .env("WEIR_TEST_BOOTSTRAP", &bootstrap),
+    );
     let stopped = kafka::stop();
     result?;
     stopped
+}
+
+/// Runs `cargo test`, echoing its output, and ends with one line summing every test binary's
+/// result (`tests: N passed, N failed`), so the last line says what ran.
+fn run_tests(cmd: &mut Command) -> Result<(), String> {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start cargo test: {e}"))?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in std::io::BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(label), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let n: u64 = n.parse().unwrap_or(0);
+                match label {
+                    "passed" => passed += n,
+                    "failed" => failed += n,
+                    "ignored" => ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo test failed ({status})"))
+    }
 }

@@ -132,7 +132,14 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 fn tidy_toml_message(message: &str) -> String {
-    let mut m = message.trim().to_string();
+    // One line per error: the parser's multi-line explanations are joined.
+    let mut m = message
+        .trim()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
     if let Some(rest) = m.strip_prefix("unknown field ") {
         // serde lists the expected keys; add the closest one as a suggestion.
         let unknown = rest.split('`').nth(1).unwrap_or_default().to_string();
@@ -455,5 +462,57 @@ topic = "meter-hourly"
         let err = parse_job("j.toml", &text, &no_env).unwrap_err();
         assert_eq!(err.0[0].line, 16);
         assert!(err.0[0].message.contains("needs `dead_letter_topic`"));
+    }
+
+    /// Arbitrary bytes and mutated job files: errors, never a panic.
+    #[test]
+    fn any_input_gives_errors_never_a_panic() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"[]{}=\"'#,.:-_ \n\tabcdefghijklmnopqrstuvwxyz0123456789${}?\\\xff\xc3";
+        for round in 0..20_000 {
+            let text = if round % 2 == 0 {
+                // Random text over characters TOML cares about.
+                let len = (next() % 300) as usize;
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                    .collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            } else {
+                // A valid job with a few random edits.
+                let mut bytes = GOOD.as_bytes().to_vec();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() % bytes.len() as u64) as usize;
+                    match next() % 3 {
+                        0 => {
+                            bytes.remove(at);
+                        }
+                        1 => bytes.insert(at, alphabet[(next() % alphabet.len() as u64) as usize]),
+                        _ => bytes[at] = alphabet[(next() % alphabet.len() as u64) as usize],
+                    }
+                }
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            let result = std::panic::catch_unwind(|| {
+                parse_job("fuzz.toml", &text, &|v| {
+                    (v == "SET").then(|| "x".to_string())
+                })
+            });
+            let outcome = result.unwrap_or_else(|_| panic!("panic on input {text:?}"));
+            if let Err(errors) = outcome {
+                assert!(!errors.0.is_empty());
+                for e in &errors.0 {
+                    assert!(
+                        e.line >= 1 && e.col >= 1 && e.line <= text.lines().count().max(1) + 1,
+                        "{e} for {text:?}"
+                    );
+                }
+            }
+        }
     }
 }

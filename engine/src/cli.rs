@@ -42,8 +42,16 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Print a job's topology (not yet implemented).
-    Describe { file: PathBuf },
+    /// Print a job's topology: source topics and partitions -> operators -> stores and changelogs -> sink.
+    Describe {
+        file: PathBuf,
+        /// `text` or `dot` (Graphviz).
+        #[arg(long, default_value = "text")]
+        format: String,
+        /// Ask this Kafka for the input's partition count.
+        #[arg(long)]
+        brokers: Option<String>,
+    },
     /// Run the flagship job on an in-process Kafka with generated readings, then verify the results.
     Demo {
         /// How long to run, e.g. 30s.
@@ -106,7 +114,11 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Describe { .. } => not_yet("describe"),
+        Command::Describe {
+            file,
+            format,
+            brokers,
+        } => describe(&file, &format, brokers.as_deref()),
         Command::Drill { .. } => not_yet("drill"),
     }
 }
@@ -114,6 +126,32 @@ pub fn main() -> ExitCode {
 fn not_yet(what: &str) -> ExitCode {
     eprintln!("weir {what}: not yet implemented");
     ExitCode::from(2)
+}
+
+fn describe(file: &PathBuf, format: &str, brokers: Option<&str>) -> ExitCode {
+    let job = match load_job(file) {
+        Ok(j) => j,
+        Err(errors) => {
+            println!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match format {
+        "text" => {
+            let partitions = brokers.and_then(|b| {
+                crate::kafka::partition_count(b, &job, &job.source.topics[0])
+                    .ok()
+                    .flatten()
+            });
+            print!("{}", crate::describe::text(&job, partitions));
+        }
+        "dot" => print!("{}", crate::describe::dot(&job)),
+        other => {
+            eprintln!("weir describe: unknown --format {other:?} (text or dot)");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn validate(files: &[PathBuf]) -> ExitCode {

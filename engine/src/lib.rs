@@ -10,12 +10,14 @@
 //! - `generator.rs`: deterministic meter readings (demo, tests, drills);
 //! - `demo.rs`: `weir demo`, the flagship job on an in-process mock cluster;
 //! - `failpoint.rs`: `WEIR_FAILPOINT` crash points for tests;
+//! - `describe.rs`: `weir describe` (text and dot);
 //! - `cli.rs`: the command line.
 
 pub mod cli;
 mod commit;
 mod deliveries;
 pub mod demo;
+pub mod describe;
 pub mod failpoint;
 pub mod generator;
 pub mod health;

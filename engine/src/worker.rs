@@ -986,7 +986,10 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     pc.set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
-        .set("partitioner", "murmur2_random");
+        .set("partitioner", "murmur2_random")
+        // Bounded memory: a commit of many dirty keys waits for acknowledgements rather than
+        // queueing them all (librdkafka's default allows 1 GiB).
+        .set("queue.buffering.max.kbytes", "32768");
     let commit: Box<dyn CommitStep + Send> = match job.processing.guarantee {
         Guarantee::AtLeastOnce => {
             // Never give up on a record: while Kafka is away the worker waits (and says it is not ready).
@@ -1070,7 +1073,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                 .to_string(),
         )
         .set("statistics.interval.ms", "5000")
-        .set("queued.max.messages.kbytes", "16384");
+        .set("queued.max.messages.kbytes", "4096");
     if let Some(id) = &runtime.instance_id {
         cc.set("group.instance.id", id);
     }

@@ -35,7 +35,7 @@ fn mock_demo_prints_hourly_averages_and_verifies_them() {
 
 #[test]
 fn stub_commands_say_so_and_fail() {
-    for args in [&["drill", "x.toml"][..], &["describe", "x.toml"][..]] {
+    for args in [&["drill", "x.toml"][..]] {
         let out = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(args)
             .output()

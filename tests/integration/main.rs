@@ -8,6 +8,7 @@ mod broker;
 mod demo;
 mod engine;
 mod exactly_once;
+mod job_files;
 mod measure;
 mod mock;
 mod observability;

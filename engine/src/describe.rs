@@ -1,7 +1,18 @@
 //! `weir describe`: a job's topology as a reader checks it at a glance (text), or as Graphviz dot.
 //! Secrets among the pass-through Kafka properties are shown as `[redacted]`.
 
-use weir_config::{Job, Operator, SinkKind};
+use weir_config::{Comparison, EmitMode, Job, Operator, SinkKind};
+
+fn comparison(c: Comparison) -> &'static str {
+    match c {
+        Comparison::Eq => "==",
+        Comparison::Ne => "!=",
+        Comparison::Lt => "<",
+        Comparison::Le => "<=",
+        Comparison::Gt => ">",
+        Comparison::Ge => ">=",
+    }
+}
 
 /// Property names whose values are never printed.
 pub fn is_secret(key: &str) -> bool {
@@ -24,7 +35,7 @@ fn steps(job: &Job) -> Vec<String> {
     job.pipeline
         .iter()
         .map(|op| match op.get_ref() {
-            Operator::Filter(f) => format!("filter {} {:?} {}", f.field, f.op, f.value),
+            Operator::Filter(f) => format!("filter {} {} {}", f.field, comparison(f.op), f.value),
             Operator::Stamp(s) => format!(
                 "stamp {}",
                 s.fields
@@ -38,7 +49,11 @@ fn steps(job: &Job) -> Vec<String> {
                 if let Some(a) = &w.advance {
                     text.push_str(&format!(" every {}", a.get_ref()));
                 }
-                text.push_str(&format!(", grace {}, emit {:?}", w.grace, w.emit).to_lowercase());
+                let emit = match w.emit {
+                    EmitMode::OnClose => "on_close",
+                    EmitMode::OnUpdate => "on_update",
+                };
+                text.push_str(&format!(", grace {}, emit {emit}", w.grace));
                 if let Some(i) = w.close_idle_after {
                     text.push_str(&format!(", idle close after {i}"));
                 }

@@ -300,8 +300,9 @@ pub fn parse_outputs(msgs: &[OwnedMessage]) -> Outputs {
         let h = Hourly {
             count: v["count"].as_u64().unwrap(),
             avg: v["avg"].as_f64().unwrap(),
-            min: v["min"].as_f64().unwrap(),
-            max: v["max"].as_f64().unwrap(),
+            // min and max only when the job computes them.
+            min: v["min"].as_f64().unwrap_or(f64::NAN),
+            max: v["max"].as_f64().unwrap_or(f64::NAN),
         };
         out.entry((meter, v["window_start_ms"].as_i64().unwrap()))
             .or_default()

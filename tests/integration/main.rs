@@ -12,3 +12,4 @@ mod job_files;
 mod measure;
 mod mock;
 mod observability;
+mod patterns;

@@ -363,7 +363,7 @@ fn check_window(w: &WindowOp, span: Range<usize>, report: &mut dyn FnMut(Range<u
                         w.size.get_ref()
                     ),
                 );
-            } else if size % adv != 0 {
+            } else if !size.is_multiple_of(adv) {
                 report(
                     a.span(),
                     format!(

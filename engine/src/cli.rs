@@ -128,7 +128,7 @@ fn not_yet(what: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn describe(file: &PathBuf, format: &str, brokers: Option<&str>) -> ExitCode {
+fn describe(file: &std::path::Path, format: &str, brokers: Option<&str>) -> ExitCode {
     let job = match load_job(file) {
         Ok(j) => j,
         Err(errors) => {

@@ -14,13 +14,13 @@ use crate::aggregate::Agg;
 use crate::window::{start_prefix, WindowKey, Windowing, META_STREAM_TIME};
 use std::collections::HashMap;
 use weir_config::{AggregateFn, EmitMode};
-use weir_state::{Store, StoreError, WriteOp};
+use weir_state::{Entries, Store, StoreError, WriteOp};
 
 /// Read access to the task's store, as the operator needs it.
 pub trait StoreAccess {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Entries with keys in `[from, to)`, in key order.
-    fn scan(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, from: &[u8], to: &[u8]) -> Result<Entries, StoreError>;
     /// The first key at or after `from`.
     fn first_key_from(&self, from: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 }
@@ -29,7 +29,7 @@ impl StoreAccess for Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Store::get(self, key)
     }
-    fn scan(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, from: &[u8], to: &[u8]) -> Result<Entries, StoreError> {
         Store::scan(self, from, to)
     }
     fn first_key_from(&self, from: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -348,7 +348,7 @@ mod tests {
         fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(self.0.get(key).cloned())
         }
-        fn scan(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        fn scan(&self, from: &[u8], to: &[u8]) -> Result<Entries, StoreError> {
             Ok(self
                 .0
                 .range(from.to_vec()..to.to_vec())

@@ -19,5 +19,5 @@ pub use changelog::{
 };
 pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FORMAT_VERSION};
 pub use resources::SharedResources;
-pub use store::{Store, StoreError, WriteOp};
+pub use store::{Entries, Store, StoreError, WriteOp};
 pub use task_dir::{LockError, TaskDir};

@@ -22,6 +22,9 @@ impl From<rocksdb::Error> for StoreError {
     }
 }
 
+/// Store entries as (key, value) pairs.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One write of a batch: `Some` = put, `None` = delete.
 pub type WriteOp = (Vec<u8>, Option<Vec<u8>>);
 
@@ -96,7 +99,7 @@ impl Store {
     }
 
     /// Entries with keys in `[from, to)`, in key order.
-    pub fn scan(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn scan(&self, from: &[u8], to: &[u8]) -> Result<Entries, StoreError> {
         let mut out = Vec::new();
         let mut it = self.db.raw_iterator();
         it.seek(from);

@@ -313,15 +313,8 @@ impl Core {
             self.set_state(p, TaskState::Restoring);
             to_pause.push(p);
         }
-        let topics: Vec<String> = tpl
-            .elements()
-            .iter()
-            .map(|e| e.topic().to_string())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
         consumer
-            .pause(&tpl_of(&topics, &to_pause))
+            .pause(&tpl_of(&input_topics, &to_pause))
             .context("pausing restoring partitions")?;
         self.restore_assignment_stale = true;
         Ok(())

@@ -48,6 +48,22 @@ pub struct Emit {
     pub value: Vec<u8>,
 }
 
+/// The output record of one window.
+fn result(
+    key_name: &str,
+    size_ms: i64,
+    functions: &[AggregateFn],
+    agg: &Agg,
+    wk: WindowKey,
+) -> Emit {
+    let value = agg.to_json(key_name, &wk.key, wk.start, wk.start + size_ms, functions);
+    Emit {
+        key: wk.key,
+        window_start: wk.start,
+        value,
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     /// `None`: deleted (window closed), not yet written.
@@ -222,18 +238,13 @@ impl WindowedAggregate {
         for (k, agg) in closing {
             if let (Some(agg), Some(wk)) = (agg, WindowKey::decode(&k)) {
                 if self.emit == EmitMode::OnClose {
-                    let value = agg.to_json(
+                    out.push(result(
                         &self.key_name,
-                        &wk.key,
-                        wk.start,
-                        wk.start + self.windowing.size_ms,
+                        self.windowing.size_ms,
                         &self.functions,
-                    );
-                    out.push(Emit {
-                        key: wk.key,
-                        window_start: wk.start,
-                        value,
-                    });
+                        &agg,
+                        wk,
+                    ));
                 }
                 self.cache.insert(
                     k,
@@ -271,18 +282,13 @@ impl WindowedAggregate {
                 Some(agg) => {
                     if self.emit == EmitMode::OnUpdate {
                         if let Some(wk) = WindowKey::decode(k) {
-                            let value = agg.to_json(
+                            out.push(result(
                                 &self.key_name,
-                                &wk.key,
-                                wk.start,
-                                wk.start + self.windowing.size_ms,
+                                self.windowing.size_ms,
                                 &self.functions,
-                            );
-                            out.push(Emit {
-                                key: wk.key,
-                                window_start: wk.start,
-                                value,
-                            });
+                                agg,
+                                wk,
+                            ));
                         }
                     }
                     writes.push((k.clone(), Some(agg.encode())));

@@ -12,109 +12,6 @@ use weir_engine::generator::{GeneratorSpec, Reading};
 const PARTITIONS: i32 = 4;
 const LONG: Duration = Duration::from_secs(120);
 
-/// Input and output topics, a state root, and the readings of one test.
-struct Setup {
-    kafka: Kafka,
-    bootstrap: String,
-    name: String,
-    input: String,
-    output: String,
-    dir: tempfile::TempDir,
-    readings: Vec<Reading>,
-}
-
-fn setup(prefix: &str, partitions: i32, spec: GeneratorSpec) -> Setup {
-    let kafka = Kafka::real();
-    let bootstrap = kafka.bootstrap();
-    let name = unique(prefix);
-    let input = format!("{name}-in");
-    let output = format!("{name}-out");
-    kafka.create_topic(&input, partitions);
-    kafka.create_topic(&output, partitions);
-    Setup {
-        kafka,
-        bootstrap,
-        name,
-        input,
-        output,
-        dir: tempfile::tempdir().unwrap(),
-        readings: spec.readings().collect(),
-    }
-}
-
-impl Setup {
-    fn job(&self, replacements: &[(&str, &str)]) -> std::path::PathBuf {
-        write_job(
-            self.dir.path(),
-            &self.name,
-            &self.input,
-            &self.output,
-            replacements,
-        )
-    }
-
-    /// A job whose windows close only by stream time (sentinels), never by wall-clock idleness.
-    fn job_without_idle_close(&self) -> std::path::PathBuf {
-        self.job(&[("close_idle_after = \"2s\"", "close_idle_after = \"1h\"")])
-    }
-
-    fn state(&self, worker: &str) -> std::path::PathBuf {
-        self.dir.path().join(worker)
-    }
-
-    /// One reading a day after the data, on every partition: stream time passes every window's
-    /// end plus grace, so every window closes without any wall-clock rule.
-    fn send_sentinels(&self, partitions: i32) {
-        let p = producer(&self.bootstrap);
-        let ts = self.readings.iter().map(|r| r.ts_ms).max().unwrap() + 86_400_000;
-        for part in 0..partitions {
-            let payload = Reading {
-                meter_id: format!("sentinel-{part}"),
-                ts_ms: ts,
-                kwh: 0.0,
-            }
-            .to_json();
-            send(
-                &p,
-                &self.input,
-                Some(format!("sentinel-{part}").as_bytes()),
-                &payload,
-                Some(part),
-            );
-        }
-        p.flush(Duration::from_secs(30)).unwrap();
-    }
-
-    /// Results without the sentinels' own (never closed) windows.
-    fn outputs(&self) -> Outputs {
-        parse_outputs(&read_to_end(&self.bootstrap, &self.output))
-            .into_iter()
-            .filter(|((m, _), _)| !m.starts_with("sentinel-"))
-            .collect()
-    }
-
-    /// Waits until every expected window has a result that equals the oracle.
-    fn await_results_equal_oracle(
-        &self,
-        expected: &BTreeMap<(String, i64), Hourly>,
-        workers: &[&Worker],
-    ) -> Outputs {
-        let mut last = Vec::new();
-        let mut outputs = Outputs::new();
-        let deadline = std::time::Instant::now() + LONG;
-        while std::time::Instant::now() < deadline {
-            outputs = self.outputs();
-            last = compare_final(&outputs, expected);
-            if last.is_empty() {
-                return outputs;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        let logs: Vec<String> = workers.iter().map(|w| w.log_text()).collect();
-        panic!("results differ from the oracle ({} problems, first: {:?}); {} windows emitted\nworker logs:\n{}", last.len(), &last[..last.len().min(5)], outputs.len(), logs.join("\n----\n"));
-    }
-}
-
 fn consumed(w: &Worker) -> f64 {
     metric_sum(&w.metrics(), "weir_records_consumed_total")
 }
@@ -190,14 +87,8 @@ fn real_a_killed_worker_restarts_and_its_results_equal_the_oracle() {
     let s = setup("crash", PARTITIONS, spec(40, 6));
     let job = s.job_without_idle_close();
     let state = s.state("a");
-    let (bootstrap, input, readings) = (s.bootstrap.clone(), s.input.clone(), s.readings.clone());
     // Input arrives while the worker runs, in small steady batches.
-    let feeder = std::thread::spawn(move || {
-        for chunk in readings.chunks(120) {
-            produce_readings(&bootstrap, &input, chunk);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    });
+    let feeder = s.feed(120);
     let first = Worker::start(&job, &s.bootstrap, &state);
     await_until(LONG, "the worker to be mid-stream", || {
         consumed(&first) as usize >= s.readings.len() / 3
@@ -482,14 +373,7 @@ fn real_a_crash_at_any_step_of_the_commit_cycle_neither_loses_nor_double_counts(
         let s = setup("failpoint", PARTITIONS, spec(20, 6));
         let job = s.job_without_idle_close();
         let state = s.state("a");
-        let (bootstrap, input, readings) =
-            (s.bootstrap.clone(), s.input.clone(), s.readings.clone());
-        let feeder = std::thread::spawn(move || {
-            for chunk in readings.chunks(80) {
-                produce_readings(&bootstrap, &input, chunk);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
+        let feeder = s.feed(80);
         let mut first = Worker::start_with(
             &job,
             &s.bootstrap,

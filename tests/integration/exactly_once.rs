@@ -5,161 +5,88 @@
 use crate::harness::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::Producer;
 use std::time::Duration;
 use weir_engine::generator::{GeneratorSpec, Reading};
 
 const PARTITIONS: i32 = 4;
 const LONG: Duration = Duration::from_secs(180);
 
-struct Eos {
-    b: String,
-    name: String,
-    input: String,
-    output: String,
-    dir: tempfile::TempDir,
-    readings: Vec<Reading>,
+fn eos(prefix: &str, meters: u32, hours: u32) -> Setup {
+    setup(
+        prefix,
+        PARTITIONS,
+        GeneratorSpec {
+            meters,
+            hours,
+            readings_per_hour: 12,
+            ..Default::default()
+        },
+    )
 }
 
-fn eos(prefix: &str, meters: u32, hours: u32) -> Eos {
-    let kafka = Kafka::real();
-    let b = kafka.bootstrap();
-    let name = unique(prefix);
-    let (input, output) = (format!("{name}-in"), format!("{name}-out"));
-    kafka.create_topic(&input, PARTITIONS);
-    kafka.create_topic(&output, PARTITIONS);
-    let readings = GeneratorSpec {
-        meters,
-        hours,
-        readings_per_hour: 12,
-        ..Default::default()
-    }
-    .readings()
-    .collect();
-    Eos {
-        b,
-        name,
-        input,
-        output,
-        dir: tempfile::tempdir().unwrap(),
-        readings,
-    }
+/// A worker of the flagship job under exactly-once, with a stable instance id.
+fn start(s: &Setup, instance: &str, extra: &[(&str, &str)]) -> Worker {
+    let job = s.job(&[
+        (
+            "guarantee = \"at_least_once\"",
+            "guarantee = \"exactly_once\"",
+        ),
+        ("close_idle_after = \"2s\"", "close_idle_after = \"1h\""),
+    ]);
+    let mut env = vec![
+        ("WEIR_INSTANCE_ID", instance),
+        ("WEIR_SESSION_TIMEOUT", "6s"),
+    ];
+    env.extend_from_slice(extra);
+    Worker::start_with(&job, &s.bootstrap, &s.state(instance), &env)
 }
 
-impl Eos {
-    fn job(&self) -> std::path::PathBuf {
-        write_job(
-            self.dir.path(),
-            &self.name,
-            &self.input,
-            &self.output,
-            &[
-                (
-                    "guarantee = \"at_least_once\"",
-                    "guarantee = \"exactly_once\"",
-                ),
-                ("close_idle_after = \"2s\"", "close_idle_after = \"1h\""),
-            ],
-        )
-    }
+/// Waits for every expected window, then asserts each was emitted exactly once with the oracle's
+/// value.
+fn assert_exact(s: &Setup, workers: &[&Worker]) {
+    let expected = oracle(&s.readings);
+    await_workers(LONG, "every window", workers, || {
+        expected.keys().all(|k| s.outputs().contains_key(k))
+    });
+    let got = s.outputs();
+    let duplicated: Vec<_> = got
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(k, v)| (k.clone(), v.len()))
+        .collect();
+    assert!(
+        duplicated.is_empty(),
+        "duplicated windows under exactly-once: {duplicated:?}"
+    );
+    let wrong = compare_final(&got, &expected);
+    assert!(
+        wrong.is_empty(),
+        "windows differing from the oracle: {wrong:?}"
+    );
+}
 
-    fn start(&self, instance: &str, extra: &[(&str, &str)]) -> Worker {
-        let mut env = vec![
-            ("WEIR_INSTANCE_ID", instance),
-            ("WEIR_SESSION_TIMEOUT", "6s"),
-        ];
-        env.extend_from_slice(extra);
-        Worker::start_with(&self.job(), &self.b, &self.dir.path().join(instance), &env)
-    }
-
-    /// Feeds the readings in small batches while workers run.
-    fn feed(&self) -> std::thread::JoinHandle<()> {
-        let (b, input, readings) = (self.b.clone(), self.input.clone(), self.readings.clone());
-        std::thread::spawn(move || {
-            for chunk in readings.chunks(100) {
-                produce_readings(&b, &input, chunk);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    }
-
-    fn sentinels(&self) {
-        let p = producer(&self.b);
-        let ts = self.readings.iter().map(|r| r.ts_ms).max().unwrap() + 86_400_000;
-        for part in 0..PARTITIONS {
-            let payload = Reading {
-                meter_id: format!("sentinel-{part}"),
-                ts_ms: ts,
-                kwh: 0.0,
-            }
-            .to_json();
-            send(
-                &p,
-                &self.input,
-                Some(format!("sentinel-{part}").as_bytes()),
-                &payload,
-                Some(part),
-            );
-        }
-        p.flush(Duration::from_secs(30)).unwrap();
-    }
-
-    /// Waits for every expected window, then asserts each was emitted exactly once with the
-    /// oracle's value.
-    fn assert_exact(&self, workers: &[&Worker]) {
-        let expected = oracle(&self.readings);
-        let outputs = || -> Outputs {
-            parse_outputs(&read_to_end(&self.b, &self.output))
-                .into_iter()
-                .filter(|((m, _), _)| !m.starts_with("sentinel-"))
-                .collect()
-        };
-        await_workers(LONG, "every window", workers, || {
-            expected.keys().all(|k| outputs().contains_key(k))
-        });
-        let got = outputs();
-        let duplicated: Vec<_> = got
-            .iter()
-            .filter(|(_, v)| v.len() > 1)
-            .map(|(k, v)| (k.clone(), v.len()))
-            .collect();
-        assert!(
-            duplicated.is_empty(),
-            "duplicated windows under exactly-once: {duplicated:?}"
-        );
-        let wrong = compare_final(&got, &expected);
-        assert!(
-            wrong.is_empty(),
-            "windows differing from the oracle: {wrong:?}"
-        );
-    }
-
-    /// No transaction left open: on every output and changelog partition, the last stable offset
-    /// (read_committed end) equals the high watermark.
-    fn assert_no_open_transaction(&self) {
-        let uncommitted: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.b)
-            .set("isolation.level", "read_uncommitted")
-            .create()
-            .unwrap();
-        let committed: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.b)
-            .set("isolation.level", "read_committed")
-            .create()
-            .unwrap();
-        for topic in [
-            self.output.clone(),
-            format!("{}-hourly_avg-changelog", self.name),
-        ] {
-            for p in 0..PARTITIONS {
-                let (_, high) = uncommitted
-                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
-                    .unwrap();
-                let (_, stable) = committed
-                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
-                    .unwrap();
-                assert_eq!(stable, high, "{topic}[{p}]: a transaction is still open");
-            }
+/// No transaction left open: on every output and changelog partition, the last stable offset
+/// (read_committed end) equals the high watermark.
+fn assert_no_open_transaction(s: &Setup) {
+    let uncommitted: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &s.bootstrap)
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .unwrap();
+    let committed: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &s.bootstrap)
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    for topic in [s.output.clone(), format!("{}-hourly_avg-changelog", s.name)] {
+        for p in 0..PARTITIONS {
+            let (_, high) = uncommitted
+                .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                .unwrap();
+            let (_, stable) = committed
+                .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                .unwrap();
+            assert_eq!(stable, high, "{topic}[{p}]: a transaction is still open");
         }
     }
 }
@@ -171,23 +98,23 @@ fn wipes(w: &Worker) -> f64 {
 #[test]
 fn real_exactly_once_output_is_exact_through_three_kills_and_restores_replay_only_the_tail() {
     let s = eos("eos-kill", 30, 8);
-    let feeder = s.feed();
-    let mut w = s.start("w1", &[]);
+    let feeder = s.feed(100);
+    let mut w = start(&s, "w1", &[]);
     for kill in 1..=3 {
         let target = s.readings.len() / 4 * kill;
         let input = s.input.clone();
         await_workers(LONG, "the stream to move on", &[&w], || {
             (0..PARTITIONS)
-                .map(|p| committed_offset(&s.b, &s.name, &input, p).unwrap_or(0))
+                .map(|p| committed_offset(&s.bootstrap, &s.name, &input, p).unwrap_or(0))
                 .sum::<i64>() as usize
                 >= target.min(s.readings.len() - 1)
         });
         w.kill();
-        w = s.start("w1", &[]);
+        w = start(&s, "w1", &[]);
         w.await_ready(LONG);
         assert_eq!(wipes(&w), 0.0, "kill {kill}: a crash needs no wipe");
         let changelog_total: i64 = (0..PARTITIONS)
-            .map(|p| end_offset(&s.b, &format!("{}-hourly_avg-changelog", s.name), p))
+            .map(|p| end_offset(&s.bootstrap, &format!("{}-hourly_avg-changelog", s.name), p))
             .sum();
         assert!(
             metric_sum(&w.metrics(), "weir_restore_records_total") < changelog_total as f64,
@@ -195,10 +122,10 @@ fn real_exactly_once_output_is_exact_through_three_kills_and_restores_replay_onl
         );
     }
     feeder.join().unwrap();
-    s.sentinels();
-    s.assert_exact(&[&w]);
+    s.send_sentinels(PARTITIONS);
+    assert_exact(&s, &[&w]);
     assert_eq!(w.stop(), 0);
-    s.assert_no_open_transaction();
+    assert_no_open_transaction(&s);
 }
 
 #[test]
@@ -211,8 +138,8 @@ fn real_exactly_once_a_crash_at_each_step_of_the_transactional_commit_leaves_the
         "before_checkpoint",
     ] {
         let s = eos("eos-fp", 12, 4);
-        let feeder = s.feed();
-        let mut first = s.start("w1", &[("WEIR_FAILPOINT", &format!("{failpoint}:4"))]);
+        let feeder = s.feed(100);
+        let mut first = start(&s, "w1", &[("WEIR_FAILPOINT", &format!("{failpoint}:4"))]);
         assert_ne!(
             first.wait(LONG),
             0,
@@ -221,13 +148,13 @@ fn real_exactly_once_a_crash_at_each_step_of_the_transactional_commit_leaves_the
         assert!(first
             .log_text()
             .contains(&format!("failpoint {failpoint}: aborting")));
-        let second = s.start("w1", &[]);
+        let second = start(&s, "w1", &[]);
         feeder.join().unwrap();
-        s.sentinels();
-        s.assert_exact(&[&second]);
+        s.send_sentinels(PARTITIONS);
+        assert_exact(&s, &[&second]);
         assert_eq!(wipes(&second), 0.0, "{failpoint}: no wipe");
         assert_eq!(second.stop(), 0);
-        s.assert_no_open_transaction();
+        assert_no_open_transaction(&s);
     }
 }
 
@@ -235,12 +162,12 @@ fn real_exactly_once_a_crash_at_each_step_of_the_transactional_commit_leaves_the
 fn real_exactly_once_a_zombie_worker_is_fenced_and_commits_nothing() {
     let s = eos("eos-zombie", 20, 6);
     let halves: Vec<&[Reading]> = s.readings.chunks(s.readings.len().div_ceil(2)).collect();
-    produce_readings(&s.b, &s.input, halves[0]);
-    let zombie = s.start("a", &[]);
+    produce_readings(&s.bootstrap, &s.input, halves[0]);
+    let zombie = start(&s, "a", &[]);
     await_workers(LONG, "the first half to be committed", &[&zombie], || {
-        group_drained(&s.b, &s.name, &s.input)
+        group_drained(&s.bootstrap, &s.name, &s.input)
     });
-    let other = s.start("b", &[]);
+    let other = start(&s, "b", &[]);
     await_workers(
         LONG,
         "the group to split the partitions",
@@ -253,11 +180,11 @@ fn real_exactly_once_a_zombie_worker_is_fenced_and_commits_nothing() {
     await_workers(LONG, "B to own every partition", &[&other], || {
         metric_sum(&other.metrics(), "weir_tasks") == PARTITIONS as f64 && other.ready()
     });
-    produce_readings(&s.b, &s.input, halves[1]);
-    s.sentinels();
+    produce_readings(&s.bootstrap, &s.input, halves[1]);
+    s.send_sentinels(PARTITIONS);
     // A wakes up with a transaction it believes open and records it believes it owns.
     unsafe { libc::kill(zombie.child.id() as i32, libc::SIGCONT) };
-    s.assert_exact(&[&zombie, &other]);
+    assert_exact(&s, &[&zombie, &other]);
     await_workers(
         LONG,
         "the zombie to learn it was replaced",
@@ -277,5 +204,5 @@ fn real_exactly_once_a_zombie_worker_is_fenced_and_commits_nothing() {
         "{}",
         std::fs::read_to_string(other_log).unwrap_or_default()
     );
-    s.assert_no_open_transaction();
+    assert_no_open_transaction(&s);
 }

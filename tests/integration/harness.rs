@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use weir_engine::generator::Reading;
+use weir_engine::generator::{GeneratorSpec, Reading};
 
 /// A Kafka to test against.
 pub enum Kafka {
@@ -607,4 +607,122 @@ pub fn end_offset(bootstrap: &str, topic: &str, partition: i32) -> i64 {
     c.fetch_watermarks(topic, partition, Duration::from_secs(10))
         .unwrap()
         .1
+}
+
+/// Input and output topics, a state root, and the readings of one test.
+pub struct Setup {
+    pub kafka: Kafka,
+    pub bootstrap: String,
+    pub name: String,
+    pub input: String,
+    pub output: String,
+    pub dir: tempfile::TempDir,
+    pub readings: Vec<Reading>,
+}
+
+pub fn setup(prefix: &str, partitions: i32, spec: GeneratorSpec) -> Setup {
+    let kafka = Kafka::real();
+    let bootstrap = kafka.bootstrap();
+    let name = unique(prefix);
+    let input = format!("{name}-in");
+    let output = format!("{name}-out");
+    kafka.create_topic(&input, partitions);
+    kafka.create_topic(&output, partitions);
+    Setup {
+        kafka,
+        bootstrap,
+        name,
+        input,
+        output,
+        dir: tempfile::tempdir().unwrap(),
+        readings: spec.readings().collect(),
+    }
+}
+
+impl Setup {
+    pub fn job(&self, replacements: &[(&str, &str)]) -> std::path::PathBuf {
+        write_job(
+            self.dir.path(),
+            &self.name,
+            &self.input,
+            &self.output,
+            replacements,
+        )
+    }
+
+    /// A job whose windows close only by stream time (sentinels), never by wall-clock idleness.
+    pub fn job_without_idle_close(&self) -> std::path::PathBuf {
+        self.job(&[("close_idle_after = \"2s\"", "close_idle_after = \"1h\"")])
+    }
+
+    pub fn state(&self, worker: &str) -> std::path::PathBuf {
+        self.dir.path().join(worker)
+    }
+
+    /// One reading a day after the data, on every partition: stream time passes every window's
+    /// end plus grace, so every window closes without any wall-clock rule.
+    pub fn send_sentinels(&self, partitions: i32) {
+        let p = producer(&self.bootstrap);
+        let ts = self.readings.iter().map(|r| r.ts_ms).max().unwrap() + 86_400_000;
+        for part in 0..partitions {
+            let payload = Reading {
+                meter_id: format!("sentinel-{part}"),
+                ts_ms: ts,
+                kwh: 0.0,
+            }
+            .to_json();
+            send(
+                &p,
+                &self.input,
+                Some(format!("sentinel-{part}").as_bytes()),
+                &payload,
+                Some(part),
+            );
+        }
+        p.flush(Duration::from_secs(30)).unwrap();
+    }
+
+    /// Results without the sentinels' own (never closed) windows.
+    pub fn outputs(&self) -> Outputs {
+        parse_outputs(&read_to_end(&self.bootstrap, &self.output))
+            .into_iter()
+            .filter(|((m, _), _)| !m.starts_with("sentinel-"))
+            .collect()
+    }
+
+    /// Waits until every expected window has a result that equals the oracle.
+    pub fn await_results_equal_oracle(
+        &self,
+        expected: &BTreeMap<(String, i64), Hourly>,
+        workers: &[&Worker],
+    ) -> Outputs {
+        let mut last = Vec::new();
+        let mut outputs = Outputs::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        while Instant::now() < deadline {
+            outputs = self.outputs();
+            last = compare_final(&outputs, expected);
+            if last.is_empty() {
+                return outputs;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let logs: Vec<String> = workers.iter().map(|w| w.log_text()).collect();
+        panic!("results differ from the oracle ({} problems, first: {:?}); {} windows emitted\nworker logs:\n{}", last.len(), &last[..last.len().min(5)], outputs.len(), logs.join("\n----\n"));
+    }
+
+    /// Feeds the readings in batches of `chunk`, one batch every 100 ms, while workers run.
+    pub fn feed(&self, chunk: usize) -> std::thread::JoinHandle<()> {
+        let (b, input, readings) = (
+            self.bootstrap.clone(),
+            self.input.clone(),
+            self.readings.clone(),
+        );
+        std::thread::spawn(move || {
+            for batch in readings.chunks(chunk) {
+                produce_readings(&b, &input, batch);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    }
 }

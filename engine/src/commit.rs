@@ -124,16 +124,30 @@ pub(crate) struct ExactlyOnce;
 
 /// Sorts a transactional error into the commit's outcomes.
 fn classify(what: &str, e: KafkaError) -> CommitFailure {
-    let (abortable, fatal) = match &e {
-        KafkaError::Transaction(t) => (t.txn_requires_abort(), t.is_fatal()),
-        _ => (false, true),
-    };
-    if abortable && !fatal {
-        CommitFailure::Abortable(format!("{what}: {e}"))
-    } else {
-        CommitFailure::Fatal(anyhow::anyhow!("{what}: {e}"))
+    match &e {
+        KafkaError::Transaction(t) if t.txn_requires_abort() && !t.is_fatal() => {
+            CommitFailure::Abortable(format!("{what}: {e}"))
+        }
+        // Fatal for the producer (fenced by a newer instance, epoch invalid): the worker gives up
+        // its tasks, makes a new producer and rejoins.
+        KafkaError::Transaction(t) if t.is_fatal() => {
+            CommitFailure::Fatal(anyhow::Error::new(Fenced(format!("{what}: {e}"))))
+        }
+        _ => CommitFailure::Fatal(anyhow::anyhow!("{what}: {e}")),
     }
 }
+
+/// The transactional producer can no longer be used; another instance may own its tasks.
+#[derive(Debug)]
+pub(crate) struct Fenced(pub String);
+
+impl std::fmt::Display for Fenced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "producer fenced: {}", self.0)
+    }
+}
+
+impl std::error::Error for Fenced {}
 
 /// Retries a transactional call while librdkafka says it is retriable.
 fn retrying(

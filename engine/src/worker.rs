@@ -6,7 +6,7 @@
 //! its tasks before the partitions leave, an assignment opens tasks and pauses their input while
 //! their state is restored from the changelog by a second, group-less consumer.
 
-use crate::commit::{AtLeastOnce, CommitFailure, CommitStep, ExactlyOnce};
+use crate::commit::{AtLeastOnce, CommitFailure, CommitStep, ExactlyOnce, Fenced};
 use crate::deliveries::Deliveries;
 use crate::health::Health;
 use crate::kafka::{client_config, ensure_topic, partition_count};
@@ -70,6 +70,9 @@ pub(crate) struct Core {
     pub(crate) tasks: BTreeMap<i32, Task>,
     pub(crate) producer: BaseProducer<Deliveries>,
     restore_consumer: BaseConsumer,
+    /// To make a new producer after the old one was fenced.
+    producer_config: rdkafka::config::ClientConfig,
+    transactional: bool,
     /// read_uncommitted client for high watermarks.
     watermarks: BaseConsumer,
     restore_assignment_stale: bool,
@@ -339,6 +342,10 @@ impl Core {
         tracing::info!(partitions = ?partitions, lost, "partitions revoked");
         if !lost {
             self.commit(consumer, Some(&partitions))?;
+        } else if self.transactional {
+            // The lost tasks' uncommitted work is in the open transaction with everyone else's:
+            // abort it, and every task goes back to its committed offsets.
+            self.rewind(consumer, "partitions were lost")?;
         }
         for p in partitions {
             let state = self.tasks[&p].state();
@@ -827,6 +834,26 @@ impl Core {
         Ok(())
     }
 
+    /// After the producer was fenced: give up every task (their state is what was committed),
+    /// make a new producer; the caller then rejoins the group.
+    fn restart_after_fence(&mut self) -> anyhow::Result<()> {
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        self.close_all();
+        for p in partitions {
+            self.metrics.forget_partition(p);
+            self.health.set_task(p, None);
+        }
+        self.metrics.tasks.set(0);
+        self.emits.clear();
+        self.producer = self
+            .producer_config
+            .create_with_context(Deliveries::new(
+                self.window.as_ref().map(|w| w.changelog.clone()),
+            ))
+            .context("recreating the producer")?;
+        self.commit.start(&self.producer)
+    }
+
     /// After an aborted transaction: nothing of the cycle is visible, so every task forgets its
     /// uncommitted state and reads again from its committed offsets.
     fn rewind(&mut self, consumer: &GroupConsumer, why: &str) -> anyhow::Result<()> {
@@ -1038,6 +1065,8 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         tasks: BTreeMap::new(),
         producer,
         restore_consumer,
+        producer_config: pc.clone(),
+        transactional: job.processing.guarantee == Guarantee::ExactlyOnce,
         watermarks,
         restore_assignment_stale: false,
         resources: SharedResources::new(runtime.block_cache_bytes, runtime.write_buffer_bytes),
@@ -1110,6 +1139,9 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                     for _ in 0..256 {
                         match consumer.poll(Duration::ZERO) {
                             Some(Ok(m)) => core.lock().unwrap().process(&consumer, &m)?,
+                            Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
+                                bail!("consumer: {e}")
+                            }
                             Some(Err(e)) => {
                                 tracing::warn!("consumer: {e}");
                                 break;
@@ -1122,6 +1154,9 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                         .observe(started.elapsed().as_secs_f64());
                     c = core.lock().unwrap();
                 }
+                // Fatal for the consumer (e.g. its static instance id was taken by a newer
+                // process): this worker is replaced; stop instead of spinning.
+                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => bail!("consumer: {e}"),
                 Some(Err(e)) => tracing::warn!("consumer: {e}"),
                 None => {}
             }
@@ -1141,8 +1176,21 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                 next_housekeeping = now + Duration::from_millis(200);
             }
             if now >= next_commit {
-                c.commit(&consumer, None)?;
                 next_commit = Instant::now() + commit_interval;
+                if let Err(e) = c.commit(&consumer, None) {
+                    if e.downcast_ref::<Fenced>().is_none() {
+                        return Err(e);
+                    }
+                    tracing::warn!(
+                        "{e:#}: closing every task, recreating the producer, rejoining the group"
+                    );
+                    c.restart_after_fence()?;
+                    drop(c);
+                    consumer.unsubscribe();
+                    consumer
+                        .subscribe(&topic_refs)
+                        .context("subscribing again")?;
+                }
             }
         }
         Ok(())

@@ -41,6 +41,17 @@ fn start(s: &Setup, instance: &str, extra: &[(&str, &str)]) -> Worker {
     Worker::start_with(&job, &s.bootstrap, &s.state(instance), &env)
 }
 
+/// The exactly-once job file of a scenario.
+fn eos_job(s: &Setup) -> std::path::PathBuf {
+    s.job(&[
+        (
+            "guarantee = \"at_least_once\"",
+            "guarantee = \"exactly_once\"",
+        ),
+        ("close_idle_after = \"2s\"", "close_idle_after = \"1h\""),
+    ])
+}
+
 /// Waits for every expected window, then asserts each was emitted exactly once with the oracle's
 /// value.
 fn assert_exact(s: &Setup, workers: &[&Worker]) {
@@ -196,6 +207,7 @@ fn real_exactly_once_a_zombie_worker_is_fenced_and_commits_nothing() {
                 || log.contains("fenced")
         },
     );
+    eprintln!("zombie worker log:\n{}", zombie.log_text());
     drop(zombie);
     let other_log = other.log.clone();
     assert_eq!(
@@ -204,5 +216,34 @@ fn real_exactly_once_a_zombie_worker_is_fenced_and_commits_nothing() {
         "{}",
         std::fs::read_to_string(other_log).unwrap_or_default()
     );
+    assert_no_open_transaction(&s);
+}
+
+#[test]
+fn real_exactly_once_a_new_worker_with_the_same_identity_replaces_the_old_one_which_stops() {
+    let s = eos("eos-twin", 12, 4);
+    let feeder = s.feed(100);
+    let mut old = start(&s, "twin", &[]);
+    await_workers(LONG, "input to flow", &[&old], || {
+        metric_sum(&old.metrics(), "weir_records_consumed_total") > 0.0
+    });
+    // Same instance id (so the same transactional id), another machine's state directory.
+    let new = Worker::start_with(
+        &eos_job(&s),
+        &s.bootstrap,
+        &s.state("twin-elsewhere"),
+        &[("WEIR_INSTANCE_ID", "twin"), ("WEIR_SESSION_TIMEOUT", "6s")],
+    );
+    let code = old.wait(LONG);
+    assert_ne!(
+        code,
+        0,
+        "the replaced worker stops with an error instead of spinning:\n{}",
+        old.log_text()
+    );
+    feeder.join().unwrap();
+    s.send_sentinels(PARTITIONS);
+    assert_exact(&s, &[&new]);
+    assert_eq!(new.stop(), 0);
     assert_no_open_transaction(&s);
 }

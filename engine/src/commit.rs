@@ -128,14 +128,26 @@ fn classify(what: &str, e: KafkaError) -> CommitFailure {
         KafkaError::Transaction(t) if t.txn_requires_abort() && !t.is_fatal() => {
             CommitFailure::Abortable(format!("{what}: {e}"))
         }
-        // Fatal for the producer (fenced by a newer instance, epoch invalid): the worker gives up
-        // its tasks, makes a new producer and rejoins.
+        // Fatal for the producer (fenced by a newer instance, epoch invalid).
         KafkaError::Transaction(t) if t.is_fatal() => {
             CommitFailure::Fatal(anyhow::Error::new(Fenced(format!("{what}: {e}"))))
         }
         _ => CommitFailure::Fatal(anyhow::anyhow!("{what}: {e}")),
     }
 }
+
+/// A commit was aborted: nothing of its cycle is visible; the tasks must go back to their
+/// committed state and offsets.
+#[derive(Debug)]
+pub(crate) struct Aborted(pub String);
+
+impl std::fmt::Display for Aborted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "transaction aborted: {}", self.0)
+    }
+}
+
+impl std::error::Error for Aborted {}
 
 /// The transactional producer can no longer be used; another instance may own its tasks.
 #[derive(Debug)]

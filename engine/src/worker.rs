@@ -6,7 +6,7 @@
 //! its tasks before the partitions leave, an assignment opens tasks and pauses their input while
 //! their state is restored from the changelog by a second, group-less consumer.
 
-use crate::commit::{AtLeastOnce, CommitFailure, CommitStep, ExactlyOnce, Fenced};
+use crate::commit::{Aborted, AtLeastOnce, CommitFailure, CommitStep, ExactlyOnce, Fenced};
 use crate::deliveries::Deliveries;
 use crate::health::Health;
 use crate::kafka::{client_config, ensure_topic, partition_count};
@@ -70,8 +70,6 @@ pub(crate) struct Core {
     pub(crate) tasks: BTreeMap<i32, Task>,
     pub(crate) producer: BaseProducer<Deliveries>,
     restore_consumer: BaseConsumer,
-    /// To make a new producer after the old one was fenced.
-    producer_config: rdkafka::config::ClientConfig,
     transactional: bool,
     /// read_uncommitted client for high watermarks.
     watermarks: BaseConsumer,
@@ -341,7 +339,11 @@ impl Core {
         }
         tracing::info!(partitions = ?partitions, lost, "partitions revoked");
         if !lost {
-            self.commit(consumer, Some(&partitions))?;
+            match self.commit(consumer, Some(&partitions)) {
+                // Inside a rebalance callback the group cannot be left and rejoined: rewind in place.
+                Err(e) if e.is::<Aborted>() => self.rewind(consumer, &format!("{e:#}"))?,
+                other => other?,
+            }
         } else if self.transactional {
             // The lost tasks' uncommitted work is in the open transaction with everyone else's:
             // abort it, and every task goes back to its committed offsets.
@@ -768,7 +770,7 @@ impl Core {
         {
             Ok(c) => c,
             Err(CommitFailure::Fatal(e)) => return Err(e),
-            Err(CommitFailure::Abortable(why)) => return self.rewind(consumer, &why),
+            Err(CommitFailure::Abortable(why)) => return Err(anyhow::Error::new(Aborted(why))),
         };
         for e in offsets.elements().into_iter().filter(|_| committed) {
             if let (Some(task), Offset::Offset(off)) =
@@ -836,7 +838,10 @@ impl Core {
 
     /// After the producer was fenced: give up every task (their state is what was committed),
     /// make a new producer; the caller then rejoins the group.
-    fn restart_after_fence(&mut self) -> anyhow::Result<()> {
+    /// After an aborted commit: give up every task (their state is what was committed) and make
+    /// the producer usable again; the caller then leaves and rejoins the group, so every partition
+    /// is assigned, restored and read again from its committed offset by the ordinary path.
+    fn restart_after_abort(&mut self) -> anyhow::Result<()> {
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
         self.close_all();
         for p in partitions {
@@ -845,13 +850,8 @@ impl Core {
         }
         self.metrics.tasks.set(0);
         self.emits.clear();
-        self.producer = self
-            .producer_config
-            .create_with_context(Deliveries::new(
-                self.window.as_ref().map(|w| w.changelog.clone()),
-            ))
-            .context("recreating the producer")?;
-        self.commit.start(&self.producer)
+        self.restore_assignment_stale = true;
+        self.commit.recover(&self.producer)
     }
 
     /// After an aborted transaction: nothing of the cycle is visible, so every task forgets its
@@ -1065,7 +1065,6 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         tasks: BTreeMap::new(),
         producer,
         restore_consumer,
-        producer_config: pc.clone(),
         transactional: job.processing.guarantee == Guarantee::ExactlyOnce,
         watermarks,
         restore_assignment_stale: false,
@@ -1178,13 +1177,16 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             if now >= next_commit {
                 next_commit = Instant::now() + commit_interval;
                 if let Err(e) = c.commit(&consumer, None) {
-                    if e.downcast_ref::<Fenced>().is_none() {
+                    if e.is::<Fenced>() {
+                        // A newer instance with this identity owns the tasks now. Rejoining under
+                        // the same transactional and instance id would fence it in turn: stop.
+                        return Err(e.context("this worker was replaced by a newer instance with the same identity; stopping"));
+                    }
+                    if !e.is::<Aborted>() {
                         return Err(e);
                     }
-                    tracing::warn!(
-                        "{e:#}: closing every task, recreating the producer, rejoining the group"
-                    );
-                    c.restart_after_fence()?;
+                    tracing::warn!("{e:#}: closing every task and rejoining the group");
+                    c.restart_after_abort()?;
                     drop(c);
                     consumer.unsubscribe();
                     consumer

@@ -136,10 +136,17 @@ fn test(args: &[&str]) -> Result<(), String> {
     // should not count against test timeouts.
     run(cargo().args(["build", "--workspace", "--all-targets"]))?;
     let bootstrap = kafka::start(1)?;
+    // One test at a time: each real-broker test runs several worker processes and a JVM shares the
+    // same two cores; parallel tests starve each other's session heartbeats and commit cycles.
+    let mut args: Vec<&str> = extra.clone();
+    if !args.contains(&"--") {
+        args.push("--");
+    }
+    args.push("--test-threads=1");
     let result = run_tests(
         cargo()
             .args(["test", "--workspace", "--no-fail-fast"])
-            .args(&extra)
+            .args(&args)
             .env("WEIR_TEST_BOOTSTRAP", &bootstrap),
     );
     let stopped = kafka::stop();

@@ -225,9 +225,12 @@ impl CommitStep for ExactlyOnce {
     }
 
     fn recover(&mut self, producer: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
+        // Bounded: this may run inside a rebalance callback, and a member stuck there holds the
+        // whole group's rebalance (seen when the coordinator had already aborted a zombie's
+        // transaction). Failing here stops the worker; its restart cleans up.
         producer
-            .abort_transaction(Timeout::Never)
-            .map_err(|e| anyhow::anyhow!("aborting the transaction: {e}"))?;
+            .abort_transaction(Duration::from_secs(30))
+            .map_err(|e| anyhow::Error::new(Fenced(format!("aborting the transaction: {e}"))))?;
         let _ = producer.context().take_failure();
         producer
             .begin_transaction()

@@ -23,6 +23,8 @@ pub trait StoreAccess {
     fn scan(&self, from: &[u8], to: &[u8]) -> Result<Entries, StoreError>;
     /// The first key at or after `from`.
     fn first_key_from(&self, from: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The last key strictly before `to`.
+    fn last_key_before(&self, to: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 impl StoreAccess for Store {
@@ -33,11 +35,27 @@ impl StoreAccess for Store {
         Store::scan(self, from, to)
     }
     fn first_key_from(&self, from: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(Store::scan(self, from, &[0xff; 16])?
-            .into_iter()
-            .next()
-            .map(|(k, _)| k))
+        Store::first_key_from(self, from)
     }
+    fn last_key_before(&self, to: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Store::last_key_before(self, to)
+    }
+}
+
+/// Stream time as last committed to the store (`i64::MIN`: none yet).
+fn stored_stream_time(store: &dyn StoreAccess) -> Result<i64, StoreError> {
+    Ok(match store.get(META_STREAM_TIME)? {
+        Some(b) if b.len() == 8 => i64::from_be_bytes(b[..8].try_into().unwrap()),
+        _ => i64::MIN,
+    })
+}
+
+/// The oldest window start in the store.
+fn oldest_stored_window(store: &dyn StoreAccess) -> Result<Option<i64>, StoreError> {
+    Ok(store
+        .first_key_from(&start_prefix(i64::MIN))?
+        .and_then(|k| WindowKey::decode(&k))
+        .map(|k| k.start))
 }
 
 /// A result record for the sink.
@@ -97,14 +115,8 @@ impl WindowedAggregate {
         key_name: String,
         cache_bytes: usize,
     ) -> Result<WindowedAggregate, StoreError> {
-        let stream_time = match store.get(META_STREAM_TIME)? {
-            Some(b) if b.len() == 8 => i64::from_be_bytes(b[..8].try_into().unwrap()),
-            _ => i64::MIN,
-        };
-        let earliest_open = store
-            .first_key_from(&start_prefix(i64::MIN))?
-            .and_then(|k| WindowKey::decode(&k))
-            .map(|k| k.start);
+        let stream_time = stored_stream_time(store)?;
+        let earliest_open = oldest_stored_window(store)?;
         Ok(WindowedAggregate {
             windowing,
             emit,
@@ -186,14 +198,13 @@ impl WindowedAggregate {
         store: &dyn StoreAccess,
         out: &mut Vec<Emit>,
     ) -> Result<(), StoreError> {
-        let Some(earliest) = self.earliest_open else {
+        if self.earliest_open.is_none() {
             return Ok(());
-        };
-        // The newest open window: the newest start in the cache or the store.
+        }
+        // The newest open window: the newest start in the cache or the store (one key read).
         let newest_store = store
-            .scan(&start_prefix(earliest), &[0x02])?
-            .last()
-            .and_then(|(k, _)| WindowKey::decode(k))
+            .last_key_before(&[0x02])?
+            .and_then(|k| WindowKey::decode(&k))
             .map(|k| k.start);
         let newest_cache = self
             .cache
@@ -328,15 +339,9 @@ impl WindowedAggregate {
     /// Forgets every uncommitted change (the store still holds the last committed state).
     pub fn discard_uncommitted(&mut self, store: &dyn StoreAccess) -> Result<(), StoreError> {
         self.cache.clear();
-        self.stream_time = match store.get(META_STREAM_TIME)? {
-            Some(b) if b.len() == 8 => i64::from_be_bytes(b[..8].try_into().unwrap()),
-            _ => i64::MIN,
-        };
+        self.stream_time = stored_stream_time(store)?;
         self.stream_time_dirty = false;
-        self.earliest_open = store
-            .first_key_from(&start_prefix(i64::MIN))?
-            .and_then(|k| WindowKey::decode(&k))
-            .map(|k| k.start);
+        self.earliest_open = oldest_stored_window(store)?;
         Ok(())
     }
 }
@@ -363,6 +368,13 @@ mod tests {
         }
         fn first_key_from(&self, from: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(self.0.range(from.to_vec()..).next().map(|(k, _)| k.clone()))
+        }
+        fn last_key_before(&self, to: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self
+                .0
+                .range(..to.to_vec())
+                .next_back()
+                .map(|(k, _)| k.clone()))
         }
     }
 

@@ -118,6 +118,31 @@ impl Store {
         Ok(out)
     }
 
+    /// The first key at or after `from`, reading one entry.
+    pub fn first_key_from(&self, from: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut it = self.db.raw_iterator();
+        it.seek(from);
+        let key = it
+            .valid()
+            .then(|| it.key().expect("valid iterator has a key").to_vec());
+        it.status()?;
+        Ok(key)
+    }
+
+    /// The last key strictly before `to`, reading one or two entries.
+    pub fn last_key_before(&self, to: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut it = self.db.raw_iterator();
+        it.seek_for_prev(to);
+        if it.valid() && it.key() == Some(to) {
+            it.prev();
+        }
+        let key = it
+            .valid()
+            .then(|| it.key().expect("valid iterator has a key").to_vec());
+        it.status()?;
+        Ok(key)
+    }
+
     /// Estimated live data size in bytes (RocksDB's estimate).
     pub fn estimated_size_bytes(&self) -> u64 {
         self.db
@@ -165,6 +190,19 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, vec![b"a1".to_vec()]);
+        assert_eq!(
+            store.first_key_from(b"a2").unwrap().as_deref(),
+            Some(&b"b1"[..])
+        );
+        assert_eq!(
+            store.last_key_before(b"b1").unwrap().as_deref(),
+            Some(&b"a1"[..])
+        );
+        assert_eq!(
+            store.last_key_before(b"c").unwrap().as_deref(),
+            Some(&b"b1"[..])
+        );
+        assert_eq!(store.last_key_before(b"a1").unwrap(), None);
         let store = store.wipe(&res).unwrap();
         assert!(store.is_empty());
     }

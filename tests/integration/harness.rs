@@ -29,13 +29,22 @@ pub enum Kafka {
     Mock(MockCluster<'static, DefaultProducerContext>),
 }
 
+/// The repository root, read when the tests run: the compiled-in path is the one the binary was
+/// first built in, which a shared target directory reuses for other clones of the same sources.
+pub fn repo_root() -> PathBuf {
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest.join("..")
+}
+
 impl Kafka {
     /// The real broker: `WEIR_TEST_BOOTSTRAP`, or the address `cargo xtask kafka start` wrote.
     pub fn real() -> Kafka {
         if let Ok(b) = std::env::var("WEIR_TEST_BOOTSTRAP") {
             return Kafka::Real(b);
         }
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.weir-kafka/bootstrap");
+        let file = repo_root().join(".weir-kafka/bootstrap");
         match std::fs::read_to_string(&file) {
             Ok(b) if !b.trim().is_empty() => Kafka::Real(b.trim().to_string()),
             _ => panic!("no Kafka broker for the tests: run them with `cargo xtask test`, or start one with `cargo xtask kafka start`"),

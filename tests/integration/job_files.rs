@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    crate::harness::repo_root()
 }
 
 fn toml_files(dir: &Path) -> Vec<PathBuf> {

@@ -65,7 +65,7 @@ fn exposed_types(body: &str) -> BTreeMap<String, String> {
 /// The metric table of docs/metrics.md: name -> type.
 fn documented_types() -> BTreeMap<String, String> {
     let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md"))
+        std::fs::read_to_string(crate::harness::repo_root().join("docs/metrics.md"))
             .unwrap();
     text.lines()
         .filter(|l| l.starts_with("| `weir_"))
@@ -147,7 +147,7 @@ fn real_metrics_pass_promtool_and_match_the_documentation() {
 
 #[test]
 fn the_grafana_dashboard_uses_only_metrics_that_exist() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/weir.json");
+    let path = crate::harness::repo_root().join("deploy/grafana/weir.json");
     let dashboard: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut exprs = Vec::new();

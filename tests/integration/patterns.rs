@@ -14,8 +14,8 @@ const LONG: Duration = Duration::from_secs(120);
 /// A shipped job file with its name, topics and the given strings replaced.
 fn shipped_job(dir: &Path, file: &str, replacements: &[(&str, &str)]) -> PathBuf {
     let mut text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../jobs")
+        crate::harness::repo_root()
+            .join("jobs")
             .join(file),
     )
     .unwrap();

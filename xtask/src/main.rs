@@ -70,8 +70,13 @@ fn parse_brokers(args: &[&str]) -> Result<usize, String> {
 }
 
 /// The workspace root (the parent of this crate's directory).
+/// Read at run time (`cargo run` sets CARGO_MANIFEST_DIR): the compiled-in path is the clone the
+/// binary was first built in, which a shared target directory reuses for every clone.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()

@@ -1,6 +1,7 @@
 //! Failpoints for crash tests: `WEIR_FAILPOINT=<name>[:<n>]` aborts the process (no clean-up, like
 //! SIGKILL) the n-th time (default: the first) execution reaches the failpoint `name`. Unset, a
-//! failpoint costs one relaxed atomic load.
+//! failpoint costs one relaxed atomic load. `drop_output[:n]` instead silently drops the n-th
+//! result record (a deliberately broken run, for proving that verifiers fail).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -15,6 +16,17 @@ fn configured() -> &'static Option<(String, u64)> {
         };
         Some((name, n.max(1)))
     })
+}
+
+/// True the n-th time execution reaches the failpoint `name` (and only then): for failpoints that
+/// misbehave instead of aborting, such as `drop_output`, which loses one result record so that a
+/// verifier can be shown to catch it.
+pub fn fires(name: &str) -> bool {
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    match configured() {
+        Some((wanted, n)) if wanted == name => HITS.fetch_add(1, Ordering::Relaxed) + 1 == *n,
+        _ => false,
+    }
 }
 
 /// Aborts the process if `name` is the configured failpoint and this is its n-th hit.

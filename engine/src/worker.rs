@@ -670,6 +670,10 @@ impl Core {
         }
         let emits = std::mem::take(&mut self.emits);
         for e in &emits {
+            if crate::failpoint::fires("drop_output") {
+                tracing::warn!(key = %e.key, "failpoint drop_output: result record dropped");
+                continue;
+            }
             match &self.sink_topic {
                 Some(topic) => send(
                     &self.producer,

@@ -78,6 +78,14 @@ pub struct SourceConfig {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Operator {
     Filter(FilterOp),
+    /// Rename, derive (arithmetic) and project fields: `map = { rename = { kwh = "energy" },
+    /// derive = { wh = "energy * 1000" }, select = ["meter_id", "ts", "wh"] }`, applied in that order.
+    Map(MapOp),
+    /// Shorthand for `map = { select = [...] }`: keep only these fields.
+    Select(Vec<String>),
+    /// Re-key the records by a field; before an aggregate, records go through an internal
+    /// repartition topic so that each key's state lives in one task.
+    KeyBy(KeyByOp),
     Window(WindowOp),
     Aggregate(AggregateOp),
     /// Adds fields to every record (e.g. an audit stamp) and forwards it: the stateless path.
@@ -90,6 +98,26 @@ pub struct FilterOp {
     pub field: String,
     pub op: Comparison,
     pub value: f64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapOp {
+    /// `old = "new"`.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// `name = "expression"` over numeric fields (see `Expr`); evaluated after the renames.
+    #[serde(default)]
+    pub derive: BTreeMap<String, Spanned<String>>,
+    /// The fields kept (after renames and derivations); absent = all.
+    pub select: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyByOp {
+    /// A field of the input record (possibly renamed), string or integer.
+    pub field: Spanned<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -126,6 +154,8 @@ impl Comparison {
 pub enum WindowKind {
     Tumbling,
     Hopping,
+    /// Per key: records closer than `gap` to each other form one session.
+    Session,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -143,7 +173,10 @@ pub enum EmitMode {
 pub struct WindowOp {
     #[serde(rename = "type")]
     pub kind: WindowKind,
-    pub size: Spanned<Duration>,
+    /// Tumbling and hopping windows: their length.
+    pub size: Option<Spanned<Duration>>,
+    /// Session windows: the silence that ends a session.
+    pub gap: Option<Spanned<Duration>>,
     /// Hopping windows only: how far each window starts after the previous one.
     pub advance: Option<Spanned<Duration>>,
     /// How long after a window's end records for it are still accepted.
@@ -283,11 +316,22 @@ pub struct RuntimeSection {
     pub http: Option<String>,
 }
 
-/// The pipeline, checked and put in the one shape the engine runs.
+impl WindowOp {
+    /// The window length in ms (tumbling, hopping), or the gap (sessions).
+    pub fn size_or_gap_ms(&self) -> i64 {
+        self.size
+            .as_ref()
+            .or(self.gap.as_ref())
+            .map_or(0, |d| d.get_ref().as_millis() as i64)
+    }
+}
+
+/// The pipeline, checked and put in the shape the engine runs.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub filters: Vec<FilterOp>,
-    pub stamp: Option<StampOp>,
+    /// Per-record steps (filter, map, select, stamp, key_by) in file order; for stateful jobs
+    /// these are the steps before the window.
+    pub steps: Vec<Operator>,
     pub window: Option<(WindowOp, AggregateOp)>,
 }
 
@@ -300,6 +344,40 @@ impl Job {
         })
     }
 
+    /// The `key_by` field, if the pipeline re-keys records.
+    pub fn key_by(&self) -> Option<&str> {
+        self.pipeline.iter().find_map(|op| match op.get_ref() {
+            Operator::KeyBy(k) => Some(k.field.get_ref().as_str()),
+            _ => None,
+        })
+    }
+
+    /// The input field the `key_by` key comes from, following renames back to the source.
+    pub fn key_by_input_field(&self) -> Option<String> {
+        let at = self
+            .pipeline
+            .iter()
+            .position(|op| matches!(op.get_ref(), Operator::KeyBy(_)))?;
+        let mut name = self.key_by()?.to_string();
+        for op in self.pipeline[..at].iter().rev() {
+            if let Operator::Map(m) = op.get_ref() {
+                if let Some((from, _)) = m.rename.iter().find(|(_, to)| **to == name) {
+                    name = from.clone();
+                }
+            }
+        }
+        Some(name)
+    }
+
+    /// `<job>-repartition`, when a `key_by` re-keys records ahead of an aggregate by something else
+    /// than the source key (records then cross an internal topic to the task owning their new key).
+    pub fn repartition_topic(&self) -> Option<String> {
+        self.store_name()?;
+        let input = self.key_by_input_field()?;
+        (self.source.key_field.as_deref() != Some(input.as_str()))
+            .then(|| format!("{}-repartition", self.name.get_ref()))
+    }
+
     /// `<job>-<store>-changelog`.
     pub fn changelog_topic(&self) -> Option<String> {
         self.store_name()
@@ -309,21 +387,19 @@ impl Job {
     /// The validated pipeline (see `load::validate` for the rules that make this infallible).
     pub fn plan(&self) -> Plan {
         let mut plan = Plan {
-            filters: Vec::new(),
-            stamp: None,
+            steps: Vec::new(),
             window: None,
         };
         let mut window = None;
         for op in &self.pipeline {
             match op.get_ref() {
-                Operator::Filter(f) => plan.filters.push(f.clone()),
-                Operator::Stamp(s) => plan.stamp = Some(s.clone()),
                 Operator::Window(w) => window = Some(w.clone()),
                 Operator::Aggregate(a) => {
                     if let Some(w) = window.take() {
                         plan.window = Some((w, a.clone()));
                     }
                 }
+                step => plan.steps.push(step.clone()),
             }
         }
         plan

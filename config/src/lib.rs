@@ -7,17 +7,20 @@
 //! # Layout
 //! - `job.rs`: the job file's types, one struct per table, unknown keys rejected;
 //! - `duration.rs`: durations written as strings (`"1h"`, `"500ms"`);
+//! - `expr.rs`: the arithmetic expressions of `map.derive`;
 //! - `interpolate.rs`: `${VAR}`, `${VAR:-default}`, `${VAR:?message}` in job files;
 //! - `load.rs`: reading, parsing and validating, with positions in every error;
 //! - `runtime.rs`: per-process settings (CLI flags > `WEIR_*` variables > the job file).
 
 mod duration;
+mod expr;
 mod interpolate;
 mod job;
 mod load;
 mod runtime;
 
 pub use duration::Duration;
+pub use expr::{BinOp, Expr, ExprError};
 pub use job::*;
 pub use load::{load_job, parse_job, ConfigError, ConfigErrors};
 pub use runtime::{RuntimeConfig, RuntimeOverrides};

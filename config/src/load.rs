@@ -1,6 +1,7 @@
 //! Loading a job file: read, interpolate `${VAR}`, parse, validate. Every problem found is reported,
 //! each with the file, line and column it comes from.
 
+use crate::expr::Expr;
 use crate::interpolate::interpolate;
 use crate::job::*;
 use std::fmt;
@@ -247,12 +248,70 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
     let mut window: Option<&WindowOp> = None;
     let mut window_span = 0..0;
     let mut stores = 0;
+    let mut key_bys = 0;
+    let mut names = Names::default();
     for op in &job.pipeline {
-        match op.get_ref() {
-            Operator::Filter(_) | Operator::Stamp(_) if window.is_some() => {
-                report(op.span(), "this operator must come before `window`: a window is followed only by its aggregate".into());
+        let span = op.span();
+        if window.is_some() || stores > 0 {
+            if let Operator::Filter(_)
+            | Operator::Stamp(_)
+            | Operator::Map(_)
+            | Operator::Select(_)
+            | Operator::KeyBy(_) = op.get_ref()
+            {
+                report(span.clone(), "this operator must come before `window`: a window is followed only by its aggregate".into());
             }
-            Operator::Filter(_) | Operator::Stamp(_) => {}
+        }
+        match op.get_ref() {
+            Operator::Filter(f) => names.need(&f.field, span, report),
+            Operator::Stamp(s) => {
+                for name in s.fields.keys() {
+                    names.add(name, false);
+                }
+            }
+            Operator::Map(m) => {
+                for (from, to) in &m.rename {
+                    names.need(from, span.clone(), report);
+                    names.rename(from, to);
+                }
+                for (name, text) in &m.derive {
+                    match Expr::parse(text.get_ref()) {
+                        // The span includes the opening quote.
+                        Err(e) => report(
+                            text.span().start + 1 + e.offset..text.span().end,
+                            format!("derive {name}: {}", e.message),
+                        ),
+                        Ok(expr) => {
+                            for f in expr.fields() {
+                                names.need(f, text.span(), report);
+                            }
+                        }
+                    }
+                }
+                for name in m.derive.keys() {
+                    names.add(name, true);
+                }
+                if let Some(keep) = &m.select {
+                    names.select(keep, span, report);
+                }
+            }
+            Operator::Select(keep) => names.select(keep, span, report),
+            Operator::KeyBy(k) => {
+                key_bys += 1;
+                if key_bys > 1 {
+                    report(span, "only one `key_by` per job is supported".into());
+                }
+                names.need(k.field.get_ref(), k.field.span(), report);
+                if names.derived.contains(k.field.get_ref()) {
+                    report(
+                        k.field.span(),
+                        format!(
+                            "key_by needs a field of the input record (possibly renamed); `{}` is derived",
+                            k.field.get_ref()
+                        ),
+                    );
+                }
+            }
             Operator::Window(w) => {
                 if window.is_some() || stores > 0 {
                     report(
@@ -278,6 +337,7 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
                         format!("bad store name {:?}: use [a-zA-Z0-9._-]", a.store.get_ref()),
                     );
                 }
+                names.need(&a.field, op.span(), report);
                 if a.functions.is_empty() {
                     report(
                         op.span(),
@@ -338,11 +398,103 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
     }
 }
 
+/// The fields known to exist at a point of the pipeline: the input's are open-ended (any name may
+/// exist) until a `select` closes the set; renames remove names.
+#[derive(Default)]
+struct Names {
+    /// `Some`: after a select, exactly these.
+    closed: Option<std::collections::BTreeSet<String>>,
+    /// Open world: names known to be gone (renamed away).
+    removed: std::collections::BTreeSet<String>,
+    derived: std::collections::BTreeSet<String>,
+}
+
+impl Names {
+    fn has(&self, name: &str) -> bool {
+        match &self.closed {
+            Some(set) => set.contains(name),
+            None => !self.removed.contains(name),
+        }
+    }
+
+    fn need(&self, name: &str, span: Range<usize>, report: &mut dyn FnMut(Range<usize>, String)) {
+        if !self.has(name) {
+            report(
+                span,
+                format!("field `{name}` is not available here: an earlier `map` renamed it or did not select it"),
+            );
+        }
+    }
+
+    fn add(&mut self, name: &str, derived: bool) {
+        self.removed.remove(name);
+        if let Some(set) = &mut self.closed {
+            set.insert(name.to_string());
+        }
+        if derived {
+            self.derived.insert(name.to_string());
+        } else {
+            self.derived.remove(name);
+        }
+    }
+
+    fn rename(&mut self, from: &str, to: &str) {
+        let derived = self.derived.remove(from);
+        if let Some(set) = &mut self.closed {
+            set.remove(from);
+        }
+        self.removed.insert(from.to_string());
+        self.add(to, derived);
+    }
+
+    fn select(
+        &mut self,
+        keep: &[String],
+        span: Range<usize>,
+        report: &mut dyn FnMut(Range<usize>, String),
+    ) {
+        for name in keep {
+            self.need(name, span.clone(), report);
+        }
+        self.closed = Some(keep.iter().cloned().collect());
+    }
+}
+
 fn check_window(w: &WindowOp, span: Range<usize>, report: &mut dyn FnMut(Range<usize>, String)) {
-    let size = w.size.get_ref().as_millis();
+    if w.kind == WindowKind::Session {
+        match &w.gap {
+            None => report(
+                span.clone(),
+                "session windows need `gap` (the silence that ends a session)".into(),
+            ),
+            Some(g) if g.get_ref().as_millis() == 0 => {
+                report(g.span(), "gap must be greater than zero".into())
+            }
+            Some(_) => {}
+        }
+        if let Some(s) = &w.size {
+            report(
+                s.span(),
+                "session windows have no `size`: they last while records come closer than `gap`"
+                    .into(),
+            );
+        }
+        if let Some(a) = &w.advance {
+            report(a.span(), "`advance` is for hopping windows".into());
+        }
+        return;
+    }
+    if let Some(g) = &w.gap {
+        report(g.span(), "`gap` is for session windows".into());
+    }
+    let Some(size_spanned) = &w.size else {
+        report(span, "tumbling and hopping windows need `size`".into());
+        return;
+    };
+    let size = size_spanned.get_ref().as_millis();
     if size == 0 {
         report(
-            w.size.span(),
+            size_spanned.span(),
             "window size must be greater than zero".into(),
         );
     }
@@ -360,7 +512,7 @@ fn check_window(w: &WindowOp, span: Range<usize>, report: &mut dyn FnMut(Range<u
                     format!(
                         "advance ({}) must be greater than zero and at most the size ({})",
                         a.get_ref(),
-                        w.size.get_ref()
+                        size_spanned.get_ref()
                     ),
                 );
             } else if !size.is_multiple_of(adv) {
@@ -368,13 +520,13 @@ fn check_window(w: &WindowOp, span: Range<usize>, report: &mut dyn FnMut(Range<u
                     a.span(),
                     format!(
                         "size ({}) must be a multiple of advance ({})",
-                        w.size.get_ref(),
+                        size_spanned.get_ref(),
                         a.get_ref()
                     ),
                 );
             }
         }
-        (WindowKind::Tumbling, None) => {}
+        (WindowKind::Tumbling, None) | (WindowKind::Session, _) => {}
     }
 }
 

@@ -44,8 +44,43 @@ fn steps(job: &Job) -> Vec<String> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            Operator::Map(m) => {
+                let mut parts = Vec::new();
+                if !m.rename.is_empty() {
+                    parts.push(format!(
+                        "rename {}",
+                        m.rename
+                            .iter()
+                            .map(|(a, b)| format!("{a}->{b}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                for (name, e) in &m.derive {
+                    parts.push(format!("{name} = {}", e.get_ref()));
+                }
+                if let Some(keep) = &m.select {
+                    parts.push(format!("select {}", keep.join(", ")));
+                }
+                format!("map {}", parts.join("; "))
+            }
+            Operator::Select(keep) => format!("select {}", keep.join(", ")),
+            Operator::KeyBy(k) => match job.repartition_topic() {
+                Some(t) => format!("key_by {} -> repartition topic {t}", k.field.get_ref()),
+                None if job.store_name().is_some() => format!(
+                    "key_by {} (already partitioned by it: no repartition)",
+                    k.field.get_ref()
+                ),
+                None => format!("key_by {} (results keyed by it)", k.field.get_ref()),
+            },
             Operator::Window(w) => {
-                let mut text = format!("window {:?} {}", w.kind, w.size.get_ref()).to_lowercase();
+                let mut text = match (&w.size, &w.gap) {
+                    (_, Some(gap)) => format!("window session, gap {}", gap.get_ref()),
+                    (Some(size), _) => {
+                        format!("window {:?} {}", w.kind, size.get_ref()).to_lowercase()
+                    }
+                    _ => "window ?".into(),
+                };
                 if let Some(a) = &w.advance {
                     text.push_str(&format!(" every {}", a.get_ref()));
                 }
@@ -81,7 +116,9 @@ fn sink(job: &Job) -> String {
             "kafka topic {} ({:?}, keyed by {})",
             job.sink.topic.as_deref().unwrap_or("?"),
             job.sink.format,
-            job.source.key_field.as_deref().unwrap_or("the input key")
+            job.key_by()
+                .or(job.source.key_field.as_deref())
+                .unwrap_or("the input key")
         )
         .replace("Json", "json"),
         SinkKind::Stdout => "stdout".into(),

@@ -10,7 +10,7 @@
 use crate::metrics::TaskCounters;
 use std::collections::BTreeMap;
 use std::time::Instant;
-use weir_operators::WindowedAggregate;
+use weir_operators::WindowAggregate;
 use weir_state::{Checkpoint, Store, TaskDir, WriteOp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,7 @@ pub struct Task {
     pub committed: BTreeMap<String, i64>,
     pub dir: Option<TaskDir>,
     pub store: Option<Store>,
-    pub agg: Option<WindowedAggregate>,
+    pub agg: Option<Box<dyn WindowAggregate>>,
     pub checkpoint: Option<Checkpoint>,
     /// Next changelog offset the local state will match once pending writes are applied.
     pub changelog_next: Option<i64>,

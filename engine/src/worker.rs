@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_config::{
-    AggregateFn, BadRecordPolicy, EmitMode, Guarantee, Job, RuntimeConfig, SinkKind,
+    AggregateFn, BadRecordPolicy, Guarantee, Job, RuntimeConfig, SinkKind, WindowOp,
 };
-use weir_operators::{Decoder, Emit, Filter, Stamper, WindowedAggregate, Windowing};
+use weir_operators::{open_window_aggregate, Decoder, Emit, Forward, Program};
 use weir_state::{
     encode_input_offsets, written_by_committed_cycle, Checkpoint, CheckpointError, SharedResources,
     Store, TaskDir, INPUT_OFFSETS_HEADER,
@@ -36,8 +36,7 @@ use weir_state::{
 
 /// What the windowed part of a job needs at run time.
 struct WindowSpec {
-    windowing: Windowing,
-    emit: EmitMode,
+    window: WindowOp,
     functions: Vec<AggregateFn>,
     idle_close: Option<Duration>,
     store: String,
@@ -58,9 +57,13 @@ pub struct WorkerArgs {
 /// both on the worker thread.
 pub(crate) struct Core {
     job_name: String,
+    /// Stateful jobs: decoding and the steps ahead of the window.
     decoder: Decoder,
-    filter: Filter,
-    stamper: Option<Stamper>,
+    program: Option<Program>,
+    /// Stateless jobs: the steps applied to each JSON record.
+    forward: Option<Forward>,
+    /// The internal topic re-keyed records cross when `key_by` changes the partitioning.
+    repartition: Option<String>,
     window: Option<WindowSpec>,
     sink_topic: Option<String>,
     dead_letter_topic: Option<String>,
@@ -78,6 +81,8 @@ pub(crate) struct Core {
     pub(crate) metrics: Arc<Metrics>,
     health: Arc<Health>,
     emits: Vec<Emit>,
+    /// Re-keyed records (key, value) on their way to the repartition topic.
+    repartitioned: Vec<(String, Vec<u8>)>,
     last_restore_log: Instant,
     commit: Box<dyn CommitStep + Send>,
 }
@@ -164,6 +169,41 @@ fn tpl_of(topics: &[String], partitions: &[i32]) -> TopicPartitionList {
         }
     }
     tpl
+}
+
+/// Adds one record to its task's window aggregation, counting it if it was late.
+fn aggregate(task: &mut Task, p: i32, key: &str, ts: i64, value: f64, out: &mut Vec<Emit>) {
+    if let (Some(agg), Some(store)) = (task.agg.as_mut(), task.store.as_ref()) {
+        match agg.process(store, key, ts, value, out) {
+            Ok(true) => {}
+            Ok(false) => task.counters.late.inc(),
+            Err(e) => tracing::error!(partition = p, "state store read failed: {e}"),
+        }
+    }
+}
+
+/// The repartition topic's record value: event time and the aggregated value (the key is the
+/// record's key).
+fn encode_repartitioned(ts: i64, value: f64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&ts.to_be_bytes());
+    out.extend_from_slice(&value.to_be_bytes());
+    out
+}
+
+fn decode_repartitioned<'a>(
+    key: Option<&'a [u8]>,
+    payload: &[u8],
+) -> Result<(&'a str, i64, f64), weir_operators::DecodeError> {
+    let bad = |what: &str| weir_operators::DecodeError(format!("repartition record: {what}"));
+    let key = std::str::from_utf8(key.ok_or_else(|| bad("no key"))?)
+        .map_err(|_| bad("key is not UTF-8"))?;
+    if payload.len() != 16 {
+        return Err(bad("value is not 16 bytes"));
+    }
+    let ts = i64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
+    let value = f64::from_be_bytes(payload[8..].try_into().expect("8 bytes"));
+    Ok((key, ts, value))
 }
 
 fn now_ms() -> i64 {
@@ -506,10 +546,9 @@ impl Core {
         task.checkpoint = Some(cp);
         task.changelog_next = Some(r.position);
         task.last_checkpoint_at = Instant::now();
-        let agg = WindowedAggregate::open(
+        let agg = open_window_aggregate(
             store,
-            window.windowing,
-            window.emit,
+            &window.window,
             window.functions.clone(),
             window.key_name.clone(),
             self.cache_bytes,
@@ -572,37 +611,55 @@ impl Core {
         }
         task.last_record_at = Instant::now();
         let payload = msg.payload().unwrap_or_default();
-        let result = if let Some(stamper) = &self.stamper {
-            stamper
-                .stamp(payload, p, msg.offset(), now_ms())
-                .map(|out| {
-                    self.emits.push(Emit {
-                        key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
+        let from_repartition = self.repartition.as_deref() == Some(msg.topic());
+        let result = if let Some(forward) = &self.forward {
+            forward
+                .apply(payload, p, msg.offset(), now_ms())
+                .map(|out| match out {
+                    Some((key, value)) => self.emits.push(Emit {
+                        key: key.unwrap_or_else(|| {
+                            String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned()
+                        }),
                         window_start: 0,
-                        value: out,
-                    });
+                        value,
+                    }),
+                    None => task.counters.filtered.inc(),
                 })
+        } else if from_repartition {
+            // Second half of a re-keyed job: the record already went through the steps.
+            decode_repartitioned(msg.key(), payload).map(|(key, ts, value)| {
+                aggregate(task, p, key, ts, value, &mut self.emits);
+            })
         } else {
+            let program = self.program.as_ref().expect("stateful job");
             self.decoder
                 .decode(payload, msg.key(), msg.timestamp().to_millis())
-                .map(|rec| {
-                    if !self.filter.keeps(&rec.values) {
+                .and_then(|mut rec| {
+                    if !program.run(&mut rec.values)? {
                         task.counters.filtered.inc();
-                        return;
+                        return Ok(None);
                     }
-                    if let (Some(agg), Some(store)) = (task.agg.as_mut(), task.store.as_ref()) {
-                        let late_before = agg.late_records();
-                        if let Err(e) =
-                            agg.process(store, &rec.key, rec.ts_ms, rec.values[0], &mut self.emits)
-                        {
-                            tracing::error!(partition = p, "state store read failed: {e}");
-                        }
-                        if agg.late_records() > late_before {
-                            task.counters.late.inc();
-                        }
+                    Ok(Some((rec.key, rec.ts_ms, rec.values[program.value_slot])))
+                })
+                .map(|kept| match (kept, &self.repartition) {
+                    (None, _) => {}
+                    (Some((key, ts, value)), Some(_)) => {
+                        self.repartitioned
+                            .push((key, encode_repartitioned(ts, value)));
+                    }
+                    (Some((key, ts, value)), None) => {
+                        aggregate(task, p, &key, ts, value, &mut self.emits);
                     }
                 })
         };
+        if let Some(topic) = &self.repartition {
+            for (key, payload) in self.repartitioned.drain(..) {
+                send(
+                    &self.producer,
+                    BaseRecord::to(topic).key(key.as_bytes()).payload(&payload),
+                )?;
+            }
+        }
         if let Err(err) = result {
             let provenance = format!("{}[{}]@{}", msg.topic(), p, msg.offset());
             match self.policy {
@@ -964,13 +1021,12 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                 true,
             )?;
             Some(WindowSpec {
-                windowing: Windowing::from_config(w),
-                emit: w.emit,
+                window: w.clone(),
                 functions: a.functions.clone(),
                 idle_close: w.close_idle_after.map(|d| d.std()),
                 store: a.store.get_ref().clone(),
                 changelog,
-                key_name: job.source.key_field.clone().unwrap_or_else(|| "key".into()),
+                key_name: Program::compile(&job).key_name,
             })
         }
         _ => None,
@@ -987,24 +1043,32 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             bail!("topic {t} does not exist on {brokers}: create it first");
         }
     }
-    let mut value_fields: Vec<String> = plan
-        .window
-        .as_ref()
-        .map(|(_, a)| vec![a.field.clone()])
-        .unwrap_or_default();
-    for f in &plan.filters {
-        if !value_fields.contains(&f.field) {
-            value_fields.push(f.field.clone());
-        }
+    let program = plan.window.as_ref().map(|_| Program::compile(&job));
+    let forward = plan.window.is_none().then(|| Forward::compile(&job));
+    // A re-keyed job decodes its key from the key_by field.
+    let mut source = job.source.clone();
+    if let Some(k) = program.as_ref().and_then(|p| p.key_input_field.clone()) {
+        source.key_field = Some(k);
     }
-    let decoder =
-        Decoder::new(&job.source, value_fields.clone()).map_err(|e| anyhow::anyhow!(e))?;
-    let filter = Filter::new(&plan.filters, |f| {
-        value_fields
-            .iter()
-            .position(|v| v == f)
-            .expect("filter fields are decoded")
-    });
+    let decoder = Decoder::new(
+        &source,
+        program
+            .as_ref()
+            .map(|p| p.input_fields.clone())
+            .unwrap_or_default(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let repartition = job.repartition_topic();
+    if let Some(t) = &repartition {
+        ensure_topic(
+            &brokers,
+            &job,
+            t,
+            partitions,
+            job.state.changelog_replication_factor,
+            false,
+        )?;
+    }
 
     let mut pc = client_config(&brokers, &job);
     pc.set("enable.idempotence", "true")
@@ -1058,8 +1122,9 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let core = Arc::new(Mutex::new(Core {
         job_name: name.clone(),
         decoder,
-        filter,
-        stamper: plan.stamp.map(|s| Stamper::new(s.fields)),
+        program,
+        forward,
+        repartition: repartition.clone(),
         window,
         sink_topic,
         dead_letter_topic: job.processing.dead_letter_topic.clone(),
@@ -1076,6 +1141,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         health: health.clone(),
         emits: Vec::new(),
+        repartitioned: Vec::new(),
         last_restore_log: Instant::now(),
         commit,
     }));
@@ -1109,8 +1175,13 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             topics: topics.clone(),
         })
         .context("creating the consumer")?;
-    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topic_refs).context("subscribing")?;
+    // A re-keyed job also consumes its repartition topic: partition p of both belongs to task p.
+    let subscribed: Vec<&str> = topics
+        .iter()
+        .chain(repartition.iter())
+        .map(String::as_str)
+        .collect();
+    consumer.subscribe(&subscribed).context("subscribing")?;
     tracing::info!(job = %name, brokers = %brokers, topics = ?topics, partitions, "worker started");
 
     let commit_interval = job.processing.commit_interval.std();
@@ -1194,7 +1265,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                     drop(c);
                     consumer.unsubscribe();
                     consumer
-                        .subscribe(&topic_refs)
+                        .subscribe(&subscribed)
                         .context("subscribing again")?;
                 }
             }

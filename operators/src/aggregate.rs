@@ -30,6 +30,14 @@ impl Agg {
         self.max = self.max.max(v);
     }
 
+    /// Combines two aggregates (session merges).
+    pub fn merge(&mut self, other: &Agg) {
+        self.count += other.count;
+        self.sum += other.sum;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
     pub fn value(&self, f: AggregateFn) -> f64 {
         match f {
             AggregateFn::Avg => self.sum / self.count as f64,

@@ -3,24 +3,120 @@
 //! # Layout
 //! - `decode.rs`: JSON / CSV bytes to a [`Record`] holding only the fields the job uses;
 //! - `time.rs`: event-time parsing and RFC 3339 formatting;
-//! - `filter.rs`: numeric comparisons on fields;
-//! - `stamp.rs`: the stateless forward-with-stamp path (auditing);
+//! - `program.rs`: the per-record steps (filter, map, select, stamp, key_by), compiled to slots for
+//!   stateful jobs or applied to JSON objects for stateless ones;
 //! - `window.rs`: window assignment and the store's key layout;
 //! - `aggregate.rs`: the aggregate value (count, sum, min, max) and its output record;
 //! - `windowed.rs`: the windowed aggregation operator: a bounded cache in front of the task's store,
-//!   stream time, grace, late records, on_close / on_update emission, expiry.
+//!   stream time, grace, late records, on_close / on_update emission, expiry;
+//! - `session.rs`: session windows (gap-separated, merging), same cache and commit discipline.
 
 mod aggregate;
 mod decode;
-mod filter;
-mod stamp;
+mod program;
+mod session;
 pub mod time;
 mod window;
 mod windowed;
 
 pub use aggregate::Agg;
 pub use decode::{DecodeError, Decoder, Record};
-pub use filter::Filter;
-pub use stamp::Stamper;
+pub use program::{Forward, Forwarded, Program};
+pub use session::SessionAggregate;
 pub use window::{WindowKey, Windowing};
 pub use windowed::{Emit, StoreAccess, WindowedAggregate};
+
+/// A windowed aggregation as the engine drives it: time windows or sessions.
+pub trait WindowAggregate: Send {
+    /// Adds one record; false when it was late (dropped). Results due now go to `out`.
+    fn process(
+        &mut self,
+        store: &dyn StoreAccess,
+        key: &str,
+        ts: i64,
+        value: f64,
+        out: &mut Vec<Emit>,
+    ) -> Result<bool, weir_state::StoreError>;
+    /// Wall-clock idle close: every open window closes now.
+    fn close_all(
+        &mut self,
+        store: &dyn StoreAccess,
+        out: &mut Vec<Emit>,
+    ) -> Result<(), weir_state::StoreError>;
+    /// The commit's writes (changelog and store), each changed entry once; on_update results.
+    fn take_dirty(&mut self, out: &mut Vec<Emit>) -> Vec<weir_state::WriteOp>;
+    /// Forgets every change not yet committed.
+    fn discard_uncommitted(
+        &mut self,
+        store: &dyn StoreAccess,
+    ) -> Result<(), weir_state::StoreError>;
+    fn late_records(&self) -> u64;
+}
+
+macro_rules! delegate_window_aggregate {
+    ($t:ty) => {
+        impl WindowAggregate for $t {
+            fn process(
+                &mut self,
+                store: &dyn StoreAccess,
+                key: &str,
+                ts: i64,
+                value: f64,
+                out: &mut Vec<Emit>,
+            ) -> Result<bool, weir_state::StoreError> {
+                <$t>::process(self, store, key, ts, value, out)
+            }
+            fn close_all(
+                &mut self,
+                store: &dyn StoreAccess,
+                out: &mut Vec<Emit>,
+            ) -> Result<(), weir_state::StoreError> {
+                <$t>::close_all(self, store, out)
+            }
+            fn take_dirty(&mut self, out: &mut Vec<Emit>) -> Vec<weir_state::WriteOp> {
+                <$t>::take_dirty(self, out)
+            }
+            fn discard_uncommitted(
+                &mut self,
+                store: &dyn StoreAccess,
+            ) -> Result<(), weir_state::StoreError> {
+                <$t>::discard_uncommitted(self, store)
+            }
+            fn late_records(&self) -> u64 {
+                <$t>::late_records(self)
+            }
+        }
+    };
+}
+
+delegate_window_aggregate!(WindowedAggregate);
+delegate_window_aggregate!(SessionAggregate);
+
+/// Opens the job's window aggregation over a task's (restored) store.
+pub fn open_window_aggregate(
+    store: &dyn StoreAccess,
+    window: &weir_config::WindowOp,
+    functions: Vec<weir_config::AggregateFn>,
+    key_name: String,
+    cache_bytes: usize,
+) -> Result<Box<dyn WindowAggregate>, weir_state::StoreError> {
+    Ok(match window.kind {
+        weir_config::WindowKind::Session => Box::new(SessionAggregate::open(
+            store,
+            window.size_or_gap_ms(),
+            window.grace.as_millis() as i64,
+            window.emit,
+            functions,
+            key_name,
+            cache_bytes,
+        )?),
+        _ => Box::new(WindowedAggregate::open(
+            store,
+            Windowing::from_config(window),
+            window.emit,
+            functions,
+            key_name,
+            cache_bytes,
+        )?),
+    })
+}

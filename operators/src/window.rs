@@ -18,9 +18,9 @@ pub struct Windowing {
 
 impl Windowing {
     pub fn from_config(w: &WindowOp) -> Windowing {
-        let size_ms = w.size.get_ref().as_millis() as i64;
+        let size_ms = w.size_or_gap_ms();
         let advance_ms = match w.kind {
-            WindowKind::Tumbling => size_ms,
+            WindowKind::Tumbling | WindowKind::Session => size_ms,
             WindowKind::Hopping => w
                 .advance
                 .as_ref()

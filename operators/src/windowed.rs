@@ -43,7 +43,7 @@ impl StoreAccess for Store {
 }
 
 /// Stream time as last committed to the store (`i64::MIN`: none yet).
-fn stored_stream_time(store: &dyn StoreAccess) -> Result<i64, StoreError> {
+pub(crate) fn stored_stream_time(store: &dyn StoreAccess) -> Result<i64, StoreError> {
     Ok(match store.get(META_STREAM_TIME)? {
         Some(b) if b.len() == 8 => i64::from_be_bytes(b[..8].try_into().unwrap()),
         _ => i64::MIN,
@@ -233,22 +233,25 @@ impl WindowedAggregate {
         let limit = self.windowing.closed_before(self.stream_time);
         let limit_key = start_prefix(limit);
         // Closing windows: those in the store below the limit, overlaid by the cache.
-        let mut closing: Vec<(Vec<u8>, Option<Agg>)> = Vec::new();
+        // (key, aggregate, changed since the last commit)
+        let mut closing: Vec<(Vec<u8>, Option<Agg>, bool)> = Vec::new();
         for (k, v) in store.scan(&start_prefix(i64::MIN), &limit_key)? {
             match self.cache.get(&k) {
                 Some(_) => {}
-                None => closing.push((k, Agg::decode(&v))),
+                None => closing.push((k, Agg::decode(&v), false)),
             }
         }
         for (k, e) in &self.cache {
             if k.as_slice() < &limit_key[..] && k.first() == Some(&0x01) {
-                closing.push((k.clone(), e.agg));
+                closing.push((k.clone(), e.agg, e.dirty));
             }
         }
         closing.sort_by(|a, b| a.0.cmp(&b.0));
-        for (k, agg) in closing {
+        for (k, agg, changed) in closing {
             if let (Some(agg), Some(wk)) = (agg, WindowKey::decode(&k)) {
-                if self.emit == EmitMode::OnClose {
+                // on_update: the last change of a window reaches the sink even when it closes
+                // before the commit that would have emitted it.
+                if self.emit == EmitMode::OnClose || changed {
                     out.push(result(
                         &self.key_name,
                         self.windowing.size_ms,
@@ -347,13 +350,13 @@ impl WindowedAggregate {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
     /// The store as the engine keeps it: writes land only at commit.
     #[derive(Default)]
-    struct MemStore(BTreeMap<Vec<u8>, Vec<u8>>);
+    pub(crate) struct MemStore(pub BTreeMap<Vec<u8>, Vec<u8>>);
 
     impl StoreAccess for MemStore {
         fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -379,7 +382,7 @@ mod tests {
     }
 
     impl MemStore {
-        fn apply(&mut self, writes: Vec<WriteOp>) {
+        pub(crate) fn apply(&mut self, writes: Vec<WriteOp>) {
             for (k, v) in writes {
                 match v {
                     Some(v) => self.0.insert(k, v),
@@ -483,6 +486,17 @@ mod tests {
         out.clear();
         agg.take_dirty(&mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn on_update_emits_the_last_change_of_a_window_closing_before_the_commit() {
+        let store = MemStore::default();
+        let mut agg = op(EmitMode::OnUpdate, 0, &store);
+        let mut out = Vec::new();
+        agg.process(&store, "m1", 5, 1.0, &mut out).unwrap();
+        agg.process(&store, "m1", H + 5, 1.0, &mut out).unwrap();
+        assert_eq!(out.len(), 1, "the first hour's only value");
+        assert_eq!(parse(&out[0])["count"].as_u64(), Some(1));
     }
 
     #[test]

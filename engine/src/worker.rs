@@ -373,6 +373,7 @@ impl Core {
             .copied()
             .filter(|p| self.tasks.contains_key(p))
             .collect();
+        partitions.sort_unstable();
         partitions.dedup();
         if partitions.is_empty() {
             return Ok(());
@@ -1146,9 +1147,21 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         commit,
     }));
 
+    // A task is partition p of every subscribed topic, so one member must own p of all of them.
+    // The range assignor gives that for co-partitioned topics (each topic's partitions go to the
+    // members in the same order); cooperative-sticky balances topic-partitions independently, so
+    // it is kept for single-topic jobs, where it moves only the partitions that must move.
+    let co_partitioned = topics.len() + usize::from(repartition.is_some()) > 1;
     let mut cc = client_config(&brokers, &job);
     cc.set("group.id", &name)
-        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set(
+            "partition.assignment.strategy",
+            if co_partitioned {
+                "range"
+            } else {
+                "cooperative-sticky"
+            },
+        )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")

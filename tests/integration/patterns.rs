@@ -255,3 +255,186 @@ fn real_hopping_windows_give_the_last_hour_average_every_15_minutes() {
     }
     assert_eq!(w.stop(), 0);
 }
+
+#[test]
+fn real_session_windows_split_consumption_at_30_minutes_of_silence() {
+    let kafka = Kafka::real();
+    let b = kafka.bootstrap();
+    let name = unique("sessions");
+    let (input, output) = (format!("{name}-in"), format!("{name}-out"));
+    kafka.create_topic(&input, 2);
+    kafka.create_topic(&output, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let job = shipped_job(
+        dir.path(),
+        "meter-consumption-sessions.toml",
+        &[
+            (
+                "name = \"meter-consumption-sessions\"",
+                &format!("name = \"{name}\""),
+            ),
+            (
+                "topics = [\"meter-readings\"]",
+                &format!("topics = [\"{input}\"]"),
+            ),
+            (
+                "topic = \"meter-consumption-sessions\"",
+                &format!("topic = \"{output}\""),
+            ),
+            ("close_idle_after = \"10m\"", "close_idle_after = \"2s\""),
+        ],
+    );
+    // Readings every 5 minutes for 8 hours; each meter consumes in bursts separated by stretches
+    // of zero readings, some shorter and some longer than the 30-minute gap.
+    let mut input_readings: Vec<Reading> = readings(6, 8);
+    for r in &mut input_readings {
+        let slot = (r.ts_ms / 300_000) as u64;
+        let meter: u64 = r.meter_id[6..].parse().unwrap();
+        // Zero for 4 to 11 slots (20 to 55 minutes) out of every 24, shifted per meter.
+        let phase = (slot + meter * 5) % 24;
+        if phase < 4 + meter % 8 {
+            r.kwh = 0.0;
+        }
+    }
+    produce_readings(&b, &input, &input_readings);
+    let w = Worker::start(&job, &b, &dir.path().join("state"));
+
+    // The oracle, written out: per meter in time order, consuming readings only; a silence of 30
+    // minutes or more starts a new session. (start, end) -> (Wh, readings, peak Wh).
+    let mut expected: BTreeMap<(String, i64), (i64, f64, u64, f64)> = BTreeMap::new();
+    let mut by_meter: BTreeMap<&str, Vec<&Reading>> = BTreeMap::new();
+    for r in input_readings.iter().filter(|r| r.kwh > 0.0) {
+        by_meter.entry(&r.meter_id).or_default().push(r);
+    }
+    for (meter, rs) in by_meter {
+        let mut current: Option<(i64, i64, f64, u64, f64)> = None;
+        for r in rs {
+            let wh = r.kwh * 1000.0;
+            current = Some(match current {
+                Some((s, e, sum, n, max)) if r.ts_ms - e < 1_800_000 => {
+                    (s, r.ts_ms, sum + wh, n + 1, max.max(wh))
+                }
+                Some((s, e, sum, n, max)) => {
+                    expected.insert((meter.to_string(), s), (e, sum, n, max));
+                    (r.ts_ms, r.ts_ms, wh, 1, wh)
+                }
+                None => (r.ts_ms, r.ts_ms, wh, 1, wh),
+            });
+        }
+        let (s, e, sum, n, max) = current.unwrap();
+        expected.insert((meter.to_string(), s), (e, sum, n, max));
+    }
+    assert!(
+        expected.len() > 6 * 3,
+        "the data really has several sessions per meter"
+    );
+    let results = || -> BTreeMap<(String, i64), Vec<(i64, f64, u64, f64)>> {
+        let mut out: BTreeMap<(String, i64), Vec<(i64, f64, u64, f64)>> = BTreeMap::new();
+        for m in read_to_end(&b, &output) {
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            out.entry((
+                v["meter_id"].as_str().unwrap().to_string(),
+                v["window_start_ms"].as_i64().unwrap(),
+            ))
+            .or_default()
+            .push((
+                v["window_end_ms"].as_i64().unwrap(),
+                v["sum"].as_f64().unwrap(),
+                v["count"].as_u64().unwrap(),
+                v["max"].as_f64().unwrap(),
+            ));
+        }
+        out
+    };
+    await_workers(LONG, "every session closed", &[&w], || {
+        results().len() >= expected.len()
+    });
+    let got = results();
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (k, (end, sum, n, max)) in &expected {
+        let emitted = &got[k];
+        assert_eq!(emitted.len(), 1, "{k:?}: one result per session (on_close)");
+        let (e_end, e_sum, e_n, e_max) = emitted[0];
+        assert_eq!((e_end, e_n), (*end, *n), "{k:?}");
+        assert!(
+            (e_sum - sum).abs() < 1e-6 && (e_max - max).abs() < 1e-9,
+            "{k:?}: {e_sum} vs {sum}, {e_max} vs {max}"
+        );
+    }
+    assert_eq!(w.stop(), 0);
+}
+
+#[test]
+fn real_key_by_repartitions_unkeyed_readings_so_each_meter_is_aggregated_once() {
+    let kafka = Kafka::real();
+    let b = kafka.bootstrap();
+    let name = unique("rekeyed");
+    let (input, output) = (format!("{name}-in"), format!("{name}-out"));
+    kafka.create_topic(&input, 3);
+    kafka.create_topic(&output, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let job = shipped_job(
+        dir.path(),
+        "meter-hourly-average-rekeyed.toml",
+        &[
+            (
+                "name = \"meter-hourly-average-rekeyed\"",
+                &format!("name = \"{name}\""),
+            ),
+            (
+                "topics = [\"gateway-readings\"]",
+                &format!("topics = [\"{input}\"]"),
+            ),
+            (
+                "topic = \"meter-hourly-averages-rekeyed\"",
+                &format!("topic = \"{output}\""),
+            ),
+            ("close_idle_after = \"10m\"", "close_idle_after = \"2s\""),
+            // All input is there before the workers start, so one input partition may be hours
+            // of event time ahead of another: the grace covers that skew (see the job file).
+            ("grace = \"1h\"", "grace = \"6h\""),
+        ],
+    );
+    // No key, and every meter's readings spread over all three partitions (reading n of a meter
+    // goes to partition (n + meter) mod 3).
+    let input_readings = readings(9, 4);
+    let p = producer(&b);
+    for (i, r) in input_readings.iter().enumerate() {
+        send(
+            &p,
+            &input,
+            None,
+            &r.to_json(),
+            Some(((i / 9 + i) % 3) as i32),
+        );
+    }
+    rdkafka::producer::Producer::flush(&p, Duration::from_secs(30)).unwrap();
+    let w1 = Worker::start(&job, &b, &dir.path().join("w1"));
+    let w2 = Worker::start(&job, &b, &dir.path().join("w2"));
+    let expected = oracle(&input_readings);
+    let results = || parse_outputs(&read_to_end(&b, &output));
+    await_workers(LONG, "every meter-hour", &[&w1, &w2], || {
+        results().len() >= expected.len()
+    });
+    let got = results();
+    let problems = compare_final(&got, &expected);
+    assert!(problems.is_empty(), "{problems:?}");
+    for (k, v) in &got {
+        assert_eq!(
+            v.len(),
+            1,
+            "{k:?}: one result per meter and hour, from the one task owning the meter"
+        );
+    }
+    let repartition = format!("{name}-repartition");
+    assert_eq!(
+        partition_count(&b, &repartition),
+        Some(3),
+        "the repartition topic is co-partitioned with the input"
+    );
+    assert_eq!(w1.stop(), 0);
+    assert_eq!(w2.stop(), 0);
+}

@@ -19,21 +19,33 @@ Runs until SIGTERM (or SIGINT), then commits a last checkpoint and exits 0.
 Prints "quix peer: RUNNING" to stdout when the processing loop starts.
 """
 
-import logging
-import os
-import shutil
 import signal
 import sys
-import tempfile
-import warnings
-from datetime import timedelta
+
+
+def _on_early_sigterm(signum, frame) -> None:
+    # Until Application.run() installs its own handler there is nothing to
+    # commit, so a stop request simply ends the process successfully.
+    raise SystemExit(0)
+
+
+# Installed before the (slow) imports below so that a SIGTERM during start-up
+# also ends the process with status 0.
+signal.signal(signal.SIGTERM, _on_early_sigterm)
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import warnings  # noqa: E402
+from datetime import timedelta  # noqa: E402
 
 # confluent_kafka's schema-registry client (imported by quixstreams) pulls in
 # authlib, which forces its DeprecationWarnings to "always" at import time and
 # would print one on every start. Install the ignore rule after that module so
 # it takes precedence.
 try:
-    import authlib.deprecate  # noqa: F401
+    import authlib.deprecate  # noqa: F401, E402
 except ImportError:
     pass
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"authlib\.")
@@ -105,15 +117,7 @@ def _to_output(window: dict, key: bytes, timestamp: int, headers) -> dict:
     }
 
 
-def _on_early_sigterm(signum, frame) -> None:
-    # Before Application.run() installs its own handler there is nothing to
-    # commit, so a stop request simply ends the process successfully.
-    raise SystemExit(0)
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _on_early_sigterm)
-
     bootstrap = os.environ.get("BOOTSTRAP", "").strip()
     if not bootstrap:
         _fail("BOOTSTRAP is required")

@@ -11,10 +11,15 @@ every (meter, hour) result with the values computed here from the produced data.
 Reports the throughput (input records / seconds from process start to all offsets
 committed) and the peak RSS (VmHWM) of the peer process.
 
+With --interrupt term|kill the peer is stopped once a third of the input is
+committed and started again on an empty state directory, so its window state
+must come back from the changelog topic; with SIGKILL under at-least-once,
+repeated results are accepted if identical.
+
 Usage:
   .venv/bin/python verify.py --bootstrap HOST:PORT [--guarantee exactly-once]
       [--partitions 4] [--meters 200] [--hours 3] [--readings-per-hour 12]
-      [--negative-every 50] [--keep-topics]
+      [--negative-every 50] [--interrupt none|term|kill] [--keep-topics]
 Exit status 0 when every check passed.
 """
 
@@ -22,9 +27,11 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -161,6 +168,16 @@ def vm_hwm_kb(pid: int) -> int:
     return -1
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return -1.0
+
+
 def read_output(bootstrap, topic):
     c = Consumer(
         {
@@ -193,8 +210,9 @@ def read_output(bootstrap, topic):
     return records
 
 
-def compare(records, expected):
+def compare(records, expected, allow_identical_duplicates=False):
     problems = []
+    duplicates = 0
     seen = {}
     sentinel = 0
     for key, value in records:
@@ -207,7 +225,9 @@ def compare(records, expected):
             problems.append(f"key {key!r} != meter_id {v.get('meter_id')!r}")
         wk = (v["meter_id"], v["window_start_ms"])
         if wk in seen:
-            problems.append(f"duplicate result for {wk}")
+            duplicates += 1
+            if not (allow_identical_duplicates and seen[wk] == v):
+                problems.append(f"duplicate result for {wk}")
             continue
         seen[wk] = v
         if v["window_end_ms"] != v["window_start_ms"] + HOUR_MS:
@@ -233,7 +253,37 @@ def compare(records, expected):
         problems.append(f"missing result {wk}")
     if len(missing) > 20:
         problems.append(f"... {len(missing)} missing in total")
-    return problems, len(seen), sentinel
+    return problems, len(seen), sentinel, duplicates
+
+
+class Peer:
+    """One run of the peer through run.sh, with its stdout watched for RUNNING."""
+
+    def __init__(self, env):
+        self.started = time.time()
+        self.running_at = None
+        self.proc = subprocess.Popen(
+            [os.path.join(HERE, "run.sh")], env=env, stdout=subprocess.PIPE, text=True
+        )
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self):
+        for line in self.proc.stdout:
+            sys.stdout.write(f"  [peer stdout] {line}")
+            if line.strip() == "quix peer: RUNNING" and self.running_at is None:
+                self.running_at = time.time()
+
+    def hwm_kb(self):
+        return vm_hwm_kb(self.proc.pid)
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return f"killed after {timeout}s"
 
 
 def main() -> int:
@@ -247,6 +297,12 @@ def main() -> int:
     ap.add_argument("--negative-every", type=int, default=50)
     ap.add_argument("--commit-interval", default="1.0")
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument(
+        "--interrupt", choices=("none", "term", "kill"), default="none",
+        help="stop the peer with SIGTERM or SIGKILL once it has committed some "
+        "progress, then start it again on an empty state dir (state restored "
+        "from the changelog topic)",
+    )
     ap.add_argument("--keep-topics", action="store_true")
     args = ap.parse_args()
     if not args.bootstrap:
@@ -266,76 +322,86 @@ def main() -> int:
     print(f"produced {n_in} records to {in_topic} in {time.time() - t0:.1f}s; "
           f"{len(expected)} expected results", flush=True)
     ends = end_offsets(args.bootstrap, in_topic, args.partitions)
+    total_end = sum(ends.values())
 
+    state_root = tempfile.mkdtemp(prefix=f"{prefix}-state-")
     env = dict(os.environ)
     env.update(
         BOOTSTRAP=args.bootstrap, INPUT_TOPIC=in_topic, OUTPUT_TOPIC=out_topic,
         CONSUMER_GROUP=group, GUARANTEE=args.guarantee,
         COMMIT_INTERVAL_S=args.commit_interval,
+        STATE_DIR=os.path.join(state_root, "run-1"),
     )
-    env.pop("STATE_DIR", None)
-    start = time.time()
-    proc = subprocess.Popen(
-        [os.path.join(HERE, "run.sh")], env=env, stdout=subprocess.PIPE, text=True
-    )
-    running_at = []
-
-    def watch_stdout():
-        for line in proc.stdout:
-            sys.stdout.write(f"  [peer stdout] {line}")
-            if line.strip() == "quix peer: RUNNING" and not running_at:
-                running_at.append(time.time())
-
-    threading.Thread(target=watch_stdout, daemon=True).start()
-
-    probe = Consumer({"bootstrap.servers": args.bootstrap, "group.id": group})
-    done_at = None
+    ok = True
+    peer = Peer(env)
+    first_start = peer.started
     hwm = -1
+    rc = None
+    done_at = None
+    cpu = -1.0
+    interrupted = args.interrupt == "none"
+    probe = Consumer({"bootstrap.servers": args.bootstrap, "group.id": group})
     try:
-        while time.time() - start < args.timeout:
-            if proc.poll() is not None:
-                print(f"peer exited early with {proc.returncode}")
+        while time.time() - first_start < args.timeout:
+            if peer.proc.poll() is not None:
+                print(f"FAIL: peer exited early with {peer.proc.returncode}")
                 return 1
-            hwm = max(hwm, vm_hwm_kb(proc.pid))
+            hwm = max(hwm, peer.hwm_kb())
             committed = committed_offsets(probe, in_topic, args.partitions)
             if all(committed[p] >= ends[p] for p in ends):
                 done_at = time.time()
+                cpu = cpu_seconds(peer.proc.pid)
                 break
+            progress = sum(max(o, 0) for o in committed.values())
+            if not interrupted and progress >= total_end // 3:
+                interrupted = True
+                sig = signal.SIGTERM if args.interrupt == "term" else signal.SIGKILL
+                rc1 = peer.stop(sig)
+                print(f"interrupted the peer with {sig.name} at {progress}/{total_end} "
+                      f"committed; exit status {rc1}", flush=True)
+                if sig == signal.SIGTERM and rc1 != 0:
+                    print(f"FAIL: exit status after SIGTERM: {rc1}")
+                    ok = False
+                env["STATE_DIR"] = os.path.join(state_root, "run-2")
+                peer = Peer(env)
+                continue
             time.sleep(0.2)
     finally:
         probe.close()
-    hwm = max(hwm, vm_hwm_kb(proc.pid))
-    proc.send_signal(signal.SIGTERM)
-    try:
-        rc = proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        rc = "killed after 60s"
-    ok = True
+        hwm = max(hwm, peer.hwm_kb())
+        rc = peer.stop()
+        shutil.rmtree(state_root, ignore_errors=True)
+
     if done_at is None:
         print("FAIL: committed offsets never reached the end offsets")
         ok = False
     if rc != 0:
         print(f"FAIL: exit status after SIGTERM: {rc}")
         ok = False
-    if not running_at:
+    if peer.running_at is None:
         print("FAIL: no RUNNING line")
         ok = False
 
     records = read_output(args.bootstrap, out_topic)
-    problems, n_ok, n_sentinel = compare(records, expected)
+    # At-least-once may repeat results after a crash; they must then be identical.
+    allow_dups = args.guarantee == "at-least-once" and args.interrupt == "kill"
+    problems, n_ok, n_sentinel, n_dups = compare(records, expected, allow_dups)
     for p in problems[:40]:
         print(f"  mismatch: {p}")
     if problems:
         ok = False
-    if done_at is not None:
-        elapsed = done_at - start
-        print(f"guarantee={args.guarantee} input={n_in} outputs={len(records)} "
-              f"(sentinel outputs={n_sentinel}) expected={len(expected)}")
-        print(f"start->all committed: {elapsed:.2f}s = {n_in / elapsed:,.0f} records/s"
-              + (f"; RUNNING->all committed: {done_at - running_at[0]:.2f}s = "
-                 f"{n_in / (done_at - running_at[0]):,.0f} records/s" if running_at else ""))
-        print(f"peak RSS (VmHWM): {hwm / 1024:.1f} MiB; exit status {rc}")
+    print(f"guarantee={args.guarantee} interrupt={args.interrupt} input={n_in} "
+          f"outputs={len(records)} duplicates={n_dups} sentinel-outputs={n_sentinel} "
+          f"expected={len(expected)}")
+    if done_at is not None and args.interrupt == "none":
+        elapsed = done_at - first_start
+        line = f"start->all committed: {elapsed:.2f}s = {n_in / elapsed:,.0f} records/s"
+        if peer.running_at is not None:
+            since = done_at - peer.running_at
+            line += f"; RUNNING->all committed: {since:.2f}s = {n_in / since:,.0f} records/s"
+        print(line)
+        print(f"peak RSS (VmHWM): {hwm / 1024:.1f} MiB; CPU time at that point: "
+              f"{cpu:.1f}s; exit status {rc}")
     if not args.keep_topics:
         delete_topics(admin, prefix)
     print("PASS" if ok else "FAIL", f"({n_ok} results checked, {len(problems)} problems)")

@@ -6,6 +6,7 @@
 // Commands (BOOTSTRAP must be set in the environment):
 //   create <topic> <partitions>                         create a topic (replication factor 1)
 //   delete <topic>|group:<group>...                     delete topics and consumer groups
+//   list [prefix]                                       list topics whose names start with prefix
 //   produce <topic> <meters> <hours> <interval-min> <seed> [extras]
 //       one reading per meter every interval-min minutes of event time over the given hours,
 //       starting 2026-01-01T00:00Z, each with a random offset of up to min(interval, 5 min) inside
@@ -78,6 +79,7 @@ public class PeerCheck {
         switch (args[0]) {
             case "create" -> create(args[1], Integer.parseInt(args[2]));
             case "delete" -> delete(List.of(args).subList(1, args.length));
+            case "list" -> list(args.length > 1 ? args[1] : "");
             case "produce" -> produce(args[1], Integer.parseInt(args[2]), Integer.parseInt(args[3]),
                     Integer.parseInt(args[4]), Long.parseLong(args[5]), args.length > 6 && args[6].equals("1"));
             case "wait-group" -> System.exit(waitGroup(args[1], args[2], Long.parseLong(args[3])) ? 0 : 1);
@@ -109,6 +111,13 @@ public class PeerCheck {
             }
         }
         System.out.println("deleted topics " + topics + " groups " + groups);
+    }
+
+    static void list(String prefix) throws Exception {
+        try (Admin a = admin()) {
+            a.listTopics().names().get().stream().filter(n -> n.startsWith(prefix)).sorted()
+                    .forEach(System.out::println);
+        }
     }
 
     static int partitionCount(String topic) throws Exception {

@@ -158,7 +158,8 @@ public final class PeerApp {
             }
         });
         streams.setUncaughtExceptionHandler(e -> {
-            LOG.error("stream thread failed; shutting the client down", e);
+            // Kafka Streams logs the stack trace itself; one line here says what the peer does next.
+            LOG.error("stream thread failed ({}); shutting the client down", e.toString());
             return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
         });
 
@@ -175,7 +176,7 @@ public final class PeerApp {
                 deleteTree(settings.stateDir);
             }
             System.err.printf("kafka-streams peer: stopped; unusable input records skipped: %d,"
-                    + " records dropped by Kafka Streams (late or keyless) in open tasks: %.0f%n",
+                    + " late records dropped by Kafka Streams in open tasks: %.0f%n",
                     BadRecords.count(), dropped);
             System.out.flush();
             System.err.flush();
@@ -195,8 +196,9 @@ public final class PeerApp {
     }
 
     /**
-     * Sum of the task-level dropped-records-total metric over the tasks currently open: records that
-     * arrived after their window had closed, and records without a key.
+     * Sum of the task-level dropped-records-total metric over the tasks currently open. Keyless and
+     * unusable records never reach Kafka Streams' aggregation (the topology filters them out), so
+     * what remains counted here are readings that arrived after their window had closed.
      */
     static double droppedRecords(KafkaStreams streams) {
         double total = 0;

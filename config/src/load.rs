@@ -550,6 +550,52 @@ aggregate = { store = "hourly", field = "kwh", functions = ["avg", "count", "min
 topic = "meter-hourly"
 "#;
 
+    /// Every operator but stamp: renames, derivations, a re-key and session windows.
+    const GOOD_OPERATORS: &str = r#"
+name = "sessions-by-site"
+[source]
+topics = ["readings"]
+timestamp_field = "ts"
+[[pipeline]]
+map = { rename = { kwh = "energy" }, derive = { wh = "energy * 1000" }, select = ["site", "ts", "wh"] }
+[[pipeline]]
+filter = { field = "wh", op = ">", value = 0.0 }
+[[pipeline]]
+key_by = { field = "site" }
+[[pipeline]]
+window = { type = "session", gap = "30m", grace = "5m" }
+[[pipeline]]
+aggregate = { store = "sessions", field = "wh", functions = ["sum", "max"] }
+[sink]
+topic = "out"
+"#;
+
+    #[test]
+    fn sessions_maps_and_key_by_load_and_plan() {
+        let job = parse_job("job.toml", GOOD_OPERATORS, &no_env).unwrap();
+        let plan = job.plan();
+        assert_eq!(plan.steps.len(), 3);
+        assert_eq!(plan.window.unwrap().0.size_or_gap_ms(), 1_800_000);
+        assert_eq!(job.key_by_input_field().as_deref(), Some("site"));
+        assert_eq!(
+            job.repartition_topic().as_deref(),
+            Some("sessions-by-site-repartition")
+        );
+        // Already partitioned by the key: no repartition topic.
+        let keyed = GOOD_OPERATORS.replace("[source]\n", "[source]\nkey_field = \"site\"\n");
+        let job = parse_job("job.toml", &keyed, &no_env).unwrap();
+        assert_eq!(job.repartition_topic(), None);
+    }
+
+    #[test]
+    fn fields_removed_by_select_or_rename_are_errors_where_they_are_used() {
+        let text = GOOD_OPERATORS.replace("field = \"wh\", op", "field = \"energy\", op");
+        let err = parse_job("job.toml", &text, &no_env).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert_eq!(err.0[0].line, 8);
+        assert!(err.0[0].message.contains("field `energy` is not available"));
+    }
+
     fn no_env(_: &str) -> Option<String> {
         None
     }
@@ -637,7 +683,8 @@ topic = "meter-hourly"
                 String::from_utf8_lossy(&bytes).into_owned()
             } else {
                 // A valid job with a few random edits.
-                let mut bytes = GOOD.as_bytes().to_vec();
+                let base = if round % 4 == 1 { GOOD } else { GOOD_OPERATORS };
+                let mut bytes = base.as_bytes().to_vec();
                 for _ in 0..1 + next() % 4 {
                     let at = (next() % bytes.len() as u64) as usize;
                     match next() % 3 {

@@ -256,6 +256,9 @@ fn real_hopping_windows_give_the_last_hour_average_every_15_minutes() {
     assert_eq!(w.stop(), 0);
 }
 
+/// (meter, session start) -> every result: (end, Wh, readings, peak Wh).
+type Sessions = BTreeMap<(String, i64), Vec<(i64, f64, u64, f64)>>;
+
 #[test]
 fn real_session_windows_split_consumption_at_30_minutes_of_silence() {
     let kafka = Kafka::real();
@@ -328,8 +331,8 @@ fn real_session_windows_split_consumption_at_30_minutes_of_silence() {
         expected.len() > 6 * 3,
         "the data really has several sessions per meter"
     );
-    let results = || -> BTreeMap<(String, i64), Vec<(i64, f64, u64, f64)>> {
-        let mut out: BTreeMap<(String, i64), Vec<(i64, f64, u64, f64)>> = BTreeMap::new();
+    let results = || -> Sessions {
+        let mut out = Sessions::new();
         for m in read_to_end(&b, &output) {
             let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
             out.entry((

@@ -22,7 +22,13 @@ usage: cargo xtask <task>
 
 tasks:
   demo [ARGS...]            install what is missing, then run `weir demo` (ARGS go to weir demo)
-  test [-- CARGO_TEST_ARGS]  install what is missing, start Kafka, run every test, stop Kafka
+  test [-- CARGO_TEST_ARGS]  install what is missing, start Kafka, run every test and the benchmark
+                            smoke run, stop Kafka
+  bench [--records N] [--meters M] [--partitions P] [--only RUNS]
+                            the side-by-side benchmark (release build, its own broker); results in
+                            bench/results/latest.json and bench/results/<date>.json
+  bench --smoke             the same with 20,000 records and the dev build: every runner works and
+                            verifies
   kafka start [--brokers 1|3]
   kafka stop
   kafka status
@@ -35,6 +41,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["demo", rest @ ..] => demo(rest),
         ["test", rest @ ..] => test(rest),
+        ["bench", rest @ ..] => bench(rest),
         ["kafka", "start", rest @ ..] => {
             parse_brokers(rest).and_then(|n| kafka::start(n).map(|_| ()))
         }
@@ -154,9 +161,89 @@ fn test(args: &[&str]) -> Result<(), String> {
             .args(&args)
             .env("WEIR_TEST_BOOTSTRAP", &bootstrap),
     );
+    // The benchmark's short version, so that no runner rots.
+    let smoke = if extra.is_empty() {
+        run_bench(&bootstrap, true, &[])
+    } else {
+        Ok(())
+    };
+    let stopped = kafka::stop();
+    result?;
+    smoke?;
+    stopped
+}
+
+/// `cargo xtask bench`: builds weir and the peers, starts a broker, runs the comparison.
+fn bench(args: &[&str]) -> Result<(), String> {
+    let smoke = args.contains(&"--smoke");
+    let rest: Vec<&str> = args.iter().copied().filter(|a| *a != "--smoke").collect();
+    prereq::ensure_build_prereqs()?;
+    prereq::ensure_java_and_maven()?;
+    let bootstrap = kafka::start(1)?;
+    let result = run_bench(&bootstrap, smoke, &rest);
     let stopped = kafka::stop();
     result?;
     stopped
+}
+
+/// Builds what the benchmark runs (weir and the runner; the Kafka Streams jar; the Quix venv) and
+/// runs `weir-bench` against `bootstrap`. The smoke version uses the dev build and 20,000 records.
+fn run_bench(bootstrap: &str, smoke: bool, args: &[&str]) -> Result<(), String> {
+    let root = workspace_root();
+    let profile = if smoke { "debug" } else { "release" };
+    let mut build = cargo();
+    build.args(["build", "-p", "weir-engine", "-p", "weir-bench"]);
+    if !smoke {
+        build.arg("--release");
+    }
+    run(&mut build)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join(profile);
+    let peers = root.join("benches/peers");
+    run(Command::new("mvn").args(["-q", "-f"]).arg(peers.join("kafka-streams/pom.xml")).args([
+        "package",
+        "-DskipTests",
+    ]))?;
+    run(&mut Command::new(peers.join("quix/setup.sh")))?;
+    let out = if smoke {
+        std::env::temp_dir().join("weir-bench-smoke.json")
+    } else {
+        root.join("bench/results/latest.json")
+    };
+    let mut cmd = Command::new(target.join("weir-bench"));
+    cmd.arg("--bootstrap")
+        .arg(bootstrap)
+        .arg("--weir")
+        .arg(target.join("weir"))
+        .arg("--job")
+        .arg(root.join("jobs/meter-hourly-average.toml"))
+        .arg("--kafka-streams-jar")
+        .arg(peers.join("kafka-streams/target/weir-peer-kafka-streams.jar"))
+        .arg("--quix-run")
+        .arg(peers.join("quix/run.sh"))
+        .arg("--out")
+        .arg(&out);
+    if smoke {
+        cmd.args(["--records", "20000", "--meters", "1000", "--timeout-s", "180"]);
+    }
+    cmd.args(args);
+    run(&mut cmd)?;
+    if !smoke {
+        // A dated copy beside latest.json.
+        let text = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
+        let date = text
+            .split("\"date\": \"")
+            .nth(1)
+            .and_then(|r| r.get(..10))
+            .unwrap_or("undated")
+            .to_string();
+        std::fs::write(root.join(format!("bench/results/{date}.json")), text)
+            .map_err(|e| e.to_string())?;
+    }
+    println!("bench: results in {}", out.display());
+    Ok(())
 }
 
 /// Runs `cargo test`, echoing its output, and ends with one line summing every test binary's

@@ -19,6 +19,10 @@ if [[ ! -x "$venv/bin/python" ]]; then
     "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-"$venv/bin/python" -c 'import quixstreams, confluent_kafka' >/dev/null
+# Import check; its output (a third-party deprecation warning) is shown only on failure.
+if ! out="$("$venv/bin/python" -c 'import quixstreams, confluent_kafka' 2>&1)"; then
+    echo "$out" >&2
+    exit 1
+fi
 echo "$want" > "$stamp"
 echo "quix peer: venv ready at $venv" >&2

@@ -161,9 +161,18 @@ fn test(args: &[&str]) -> Result<(), String> {
             .args(&args)
             .env("WEIR_TEST_BOOTSTRAP", &bootstrap),
     );
-    // The benchmark's short version, so that no runner rots.
+    // The benchmarks' short versions, so that none rots: each micro-benchmark once, and the
+    // side-by-side comparison on 20,000 records.
     let smoke = if extra.is_empty() {
-        run_bench(&bootstrap, true, &[])
+        run(cargo().args([
+            "test",
+            "-p",
+            "weir-operators",
+            "-p",
+            "weir-state",
+            "--benches",
+        ]))
+        .and_then(|_| run_bench(&bootstrap, true, &[]))
     } else {
         Ok(())
     };
@@ -202,10 +211,10 @@ fn run_bench(bootstrap: &str, smoke: bool, args: &[&str]) -> Result<(), String> 
         .unwrap_or_else(|| root.join("target"))
         .join(profile);
     let peers = root.join("benches/peers");
-    run(Command::new("mvn").args(["-q", "-f"]).arg(peers.join("kafka-streams/pom.xml")).args([
-        "package",
-        "-DskipTests",
-    ]))?;
+    run(Command::new("mvn")
+        .args(["-q", "-f"])
+        .arg(peers.join("kafka-streams/pom.xml"))
+        .args(["package", "-DskipTests"]))?;
     run(&mut Command::new(peers.join("quix/setup.sh")))?;
     let out = if smoke {
         std::env::temp_dir().join("weir-bench-smoke.json")
@@ -226,7 +235,14 @@ fn run_bench(bootstrap: &str, smoke: bool, args: &[&str]) -> Result<(), String> 
         .arg("--out")
         .arg(&out);
     if smoke {
-        cmd.args(["--records", "20000", "--meters", "1000", "--timeout-s", "180"]);
+        cmd.args([
+            "--records",
+            "20000",
+            "--meters",
+            "1000",
+            "--timeout-s",
+            "180",
+        ]);
     }
     cmd.args(args);
     run(&mut cmd)?;

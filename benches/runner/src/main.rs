@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 use weir_engine::generator::GeneratorSpec;
 
 #[derive(Parser, Debug)]
-#[command(name = "weir-bench", about = "weir against its peers on the same broker and data")]
+#[command(
+    name = "weir-bench",
+    about = "weir against its peers on the same broker and data"
+)]
 struct Args {
     #[arg(long)]
     bootstrap: String,
@@ -254,7 +257,11 @@ fn read_results(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result
             next[m.partition() as usize] = m.offset() + 1;
             let v: Value = serde_json::from_slice(m.payload().unwrap_or_default())
                 .with_context(|| format!("{topic}: a result is not JSON"))?;
-            if !v["meter_id"].as_str().unwrap_or("").starts_with("sentinel-") {
+            if !v["meter_id"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("sentinel-")
+            {
                 out.push(v);
             }
         } else if let Ok(pos) = c.position() {
@@ -309,10 +316,22 @@ fn cpu_seconds(pid: u32) -> f64 {
         / ticks
 }
 
-/// A child that exited: its exit status and peak RSS in bytes (the kernel's account, all threads).
+/// Peak RSS of a live process (VmHWM, bytes). Read from /proc rather than the rusage of wait4,
+/// whose maxrss carries over the pre-exec peak of the forked copy of this (oracle-holding) process.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A child that exited: its exit status and CPU seconds.
 struct Exited {
     success: bool,
-    peak_rss_bytes: u64,
     cpu_s: f64,
 }
 
@@ -323,7 +342,6 @@ fn reaped(pid: u32) -> Option<Exited> {
     let r = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut usage) };
     (r == pid as i32).then(|| Exited {
         success: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        peak_rss_bytes: usage.ru_maxrss as u64 * 1024,
         cpu_s: [usage.ru_utime, usage.ru_stime]
             .iter()
             .map(|t| t.tv_sec as f64 + t.tv_usec as f64 / 1e6)
@@ -379,9 +397,11 @@ fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
     let pid = child.id();
     let timeout = Duration::from_secs(a.timeout_s);
     let mut cpu_s = 0.0;
+    let mut peak = 0;
     let mut exited = None;
     let drained = loop {
         cpu_s = cpu_seconds(pid).max(cpu_s);
+        peak = peak_rss_bytes(pid).max(peak);
         if let Some(e) = reaped(pid) {
             if run.group.is_none() && e.success {
                 exited = Some(e);
@@ -402,13 +422,13 @@ fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
     };
     let drain_s = started.elapsed().as_secs_f64();
     cpu_s = cpu_seconds(pid).max(cpu_s);
-    let peak = match exited {
-        Some(e) => {
-            cpu_s = e.cpu_s;
-            e.peak_rss_bytes
+    peak = peak_rss_bytes(pid).max(peak);
+    match exited {
+        Some(e) => cpu_s = e.cpu_s,
+        None => {
+            stop(child);
         }
-        None => stop(child).peak_rss_bytes,
-    };
+    }
     let mut result = json!({
         "drain_s": round(drain_s),
         "records_per_s": (input.total as f64 / drain_s).round(),
@@ -443,15 +463,34 @@ fn round(x: f64) -> f64 {
 }
 
 /// The flagship job with this run's name, topics and guarantee.
-fn job_file(a: &Args, dir: &Path, name: &str, input: &str, output: &str, eos: bool) -> anyhow::Result<PathBuf> {
+fn job_file(
+    a: &Args,
+    dir: &Path,
+    name: &str,
+    input: &str,
+    output: &str,
+    eos: bool,
+) -> anyhow::Result<PathBuf> {
     let mut text = std::fs::read_to_string(&a.job)?;
     for (from, to) in [
-        ("name = \"meter-hourly-average\"".to_string(), format!("name = \"{name}\"")),
-        ("topics = [\"meter-readings\"]".to_string(), format!("topics = [\"{input}\"]")),
-        ("topic = \"meter-hourly-averages\"".to_string(), format!("topic = \"{output}\"")),
+        (
+            "name = \"meter-hourly-average\"".to_string(),
+            format!("name = \"{name}\""),
+        ),
+        (
+            "topics = [\"meter-readings\"]".to_string(),
+            format!("topics = [\"{input}\"]"),
+        ),
+        (
+            "topic = \"meter-hourly-averages\"".to_string(),
+            format!("topic = \"{output}\""),
+        ),
         (
             "guarantee = \"at_least_once\"".to_string(),
-            format!("guarantee = \"{}\"", if eos { "exactly_once" } else { "at_least_once" }),
+            format!(
+                "guarantee = \"{}\"",
+                if eos { "exactly_once" } else { "at_least_once" }
+            ),
         ),
         (
             "commit_interval = \"1s\"".to_string(),
@@ -603,7 +642,7 @@ fn compare(a: &Args) -> anyhow::Result<()> {
     }
     let mut alos_state = None;
     for (key, eos) in [("weir_alos", false), ("weir_eos", true)] {
-        if !wanted(key) && !(key == "weir_alos" && wanted("restore")) {
+        if !(wanted(key) || key == "weir_alos" && wanted("restore")) {
             continue;
         }
         let name = format!("{base}-{key}").replace('_', "-");
@@ -692,7 +731,10 @@ fn compare(a: &Args) -> anyhow::Result<()> {
     let mut restore = serde_json::Map::new();
     if let (Some((job, state, name)), true) = (&alos_state, wanted("restore")) {
         // Warm restart: state intact.
-        restore.insert("weir_warm_restart".into(), time_to_ready(a, job, state, "warm")?);
+        restore.insert(
+            "weir_warm_restart".into(),
+            time_to_ready(a, job, state, "warm")?,
+        );
         // Full restore: local state wiped, everything replayed from the changelog.
         std::fs::remove_dir_all(state)?;
         let full = time_to_ready(a, job, state, "restore")?;
@@ -736,10 +778,14 @@ fn compare(a: &Args) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
-            .and_then(|c| c
-                .lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            )
             .unwrap_or_default()
     );
     let report = json!({

@@ -198,6 +198,7 @@ fn bench(args: &[&str]) -> Result<(), String> {
 /// Builds what the benchmark runs (weir and the runner; the Kafka Streams jar; the Quix venv) and
 /// runs `weir-bench` against `bootstrap`. The smoke version uses the dev build and 20,000 records.
 fn run_bench(bootstrap: &str, smoke: bool, args: &[&str]) -> Result<(), String> {
+    prereq::ensure_python_venv()?;
     let root = workspace_root();
     let profile = if smoke { "debug" } else { "release" };
     let mut build = cargo();

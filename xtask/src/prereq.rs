@@ -119,3 +119,18 @@ pub fn ensure_test_tools() -> Result<(), String> {
     }
     apt_install(&["--no-install-recommends", "prometheus"])
 }
+
+/// Python 3 with `venv` (Debian splits it into `python3-venv`): the Quix Streams peer of the
+/// benchmark lives in a virtualenv.
+pub fn ensure_python_venv() -> Result<(), String> {
+    let works = std::process::Command::new("python3")
+        .args(["-m", "venv", "--help"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if works {
+        return Ok(());
+    }
+    apt_install(&["python3", "python3-venv"])
+}

@@ -540,6 +540,93 @@ fn ready(port: u16) -> bool {
     buf.starts_with("HTTP/1.1 200")
 }
 
+fn kafka_streams_command(
+    a: &Args,
+    jar: &Path,
+    input: &str,
+    output: &str,
+    app: &str,
+    guarantee: &str,
+    state: &Path,
+) -> Command {
+    let mut c = Command::new("java");
+    c.arg("-Xmx512m")
+        .arg("-jar")
+        .arg(jar)
+        .env("BOOTSTRAP", &a.bootstrap)
+        .env("INPUT_TOPIC", input)
+        .env("OUTPUT_TOPIC", output)
+        .env("APPLICATION_ID", app)
+        // Static membership, so a restart takes its partitions back at once (as weir's
+        // --instance-id does), and the peer leaves the group when it closes.
+        .env("INSTANCE_ID", format!("{app}-1"))
+        .env("GUARANTEE", guarantee)
+        .env("COMMIT_INTERVAL_MS", a.commit_interval_ms.to_string())
+        .env("STATE_DIR", state);
+    c
+}
+
+/// Starts the Kafka Streams peer over existing committed offsets and measures the time until it
+/// says RUNNING, with what it says of each restored changelog partition
+/// (`kafka-streams peer: restored N records of STORE partition P in MS ms`).
+fn kafka_streams_time_to_running(a: &Args, mut c: Command, what: &str) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let log = std::env::temp_dir().join(format!("weir-bench-{what}.log"));
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut records, mut ms) = (0u64, 0u64);
+    let deadline = started + Duration::from_secs(a.timeout_s);
+    let running_s = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .map_err(|_| anyhow::anyhow!("{what}: Kafka Streams never said RUNNING"));
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                stop(child);
+                return Err(e);
+            }
+        };
+        if line.contains("RUNNING") {
+            break started.elapsed().as_secs_f64();
+        }
+        if let Some(rest) = line.strip_prefix("kafka-streams peer: restored ") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            records += words
+                .first()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            ms = ms.max(
+                words
+                    .iter()
+                    .rev()
+                    .nth(1)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+            );
+        }
+    };
+    stop(child);
+    let seconds = ms as f64 / 1000.0;
+    Ok(json!({
+        "ready_s": round(running_s),
+        "records_restored": records,
+        "restore_s": round(seconds),
+        "restore_records_per_s": if seconds > 0.0 { (records as f64 / seconds).round() } else { 0.0 },
+    }))
+}
+
 /// Starts weir over existing committed offsets and measures the time until it is ready (every task
 /// restored and running), with what its log says of the restore.
 fn time_to_ready(a: &Args, job: &Path, state: &Path, what: &str) -> anyhow::Result<Value> {
@@ -665,6 +752,7 @@ fn compare(a: &Args) -> anyhow::Result<()> {
             alos_state = Some((job, state, name));
         }
     }
+    let mut ks_alos = None;
     if let Some(jar) = &a.kafka_streams_jar {
         for (key, guarantee) in [
             ("kafka_streams_alos", "at_least_once"),
@@ -676,17 +764,11 @@ fn compare(a: &Args) -> anyhow::Result<()> {
             let app = format!("{base}-{key}").replace('_', "-");
             let output = format!("{app}-out");
             create_topics(&a.bootstrap, std::slice::from_ref(&output), a.partitions)?;
-            let mut c = Command::new("java");
-            c.arg("-Xmx512m")
-                .arg("-jar")
-                .arg(jar)
-                .env("BOOTSTRAP", &a.bootstrap)
-                .env("INPUT_TOPIC", &input)
-                .env("OUTPUT_TOPIC", &output)
-                .env("APPLICATION_ID", &app)
-                .env("GUARANTEE", guarantee)
-                .env("COMMIT_INTERVAL_MS", a.commit_interval_ms.to_string())
-                .env("STATE_DIR", work.join(&app));
+            let c =
+                kafka_streams_command(a, jar, &input, &output, &app, guarantee, &work.join(&app));
+            if guarantee == "at_least_once" {
+                ks_alos = Some((output.clone(), app.clone()));
+            }
             let r = measure(
                 &inp,
                 Run {
@@ -771,6 +853,21 @@ fn compare(a: &Args) -> anyhow::Result<()> {
         )?;
         restore.insert("weir_full".into(), full);
         restore.insert("bare_changelog".into(), bare);
+    }
+    if let (Some(jar), Some((output, app)), true) =
+        (&a.kafka_streams_jar, &ks_alos, wanted("restore"))
+    {
+        let state = work.join(app);
+        let c = || kafka_streams_command(a, jar, &input, output, app, "at_least_once", &state);
+        restore.insert(
+            "kafka_streams_warm_restart".into(),
+            kafka_streams_time_to_running(a, c(), "ks-warm")?,
+        );
+        std::fs::remove_dir_all(&state).ok();
+        restore.insert(
+            "kafka_streams_full".into(),
+            kafka_streams_time_to_running(a, c(), "ks-restore")?,
+        );
     }
 
     let machine = format!(

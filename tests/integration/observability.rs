@@ -65,8 +65,7 @@ fn exposed_types(body: &str) -> BTreeMap<String, String> {
 /// The metric table of docs/metrics.md: name -> type.
 fn documented_types() -> BTreeMap<String, String> {
     let text =
-        std::fs::read_to_string(crate::harness::repo_root().join("docs/metrics.md"))
-            .unwrap();
+        std::fs::read_to_string(crate::harness::repo_root().join("docs/metrics.md")).unwrap();
     text.lines()
         .filter(|l| l.starts_with("| `weir_"))
         .map(|l| {

@@ -13,12 +13,8 @@ const LONG: Duration = Duration::from_secs(120);
 
 /// A shipped job file with its name, topics and the given strings replaced.
 fn shipped_job(dir: &Path, file: &str, replacements: &[(&str, &str)]) -> PathBuf {
-    let mut text = std::fs::read_to_string(
-        crate::harness::repo_root()
-            .join("jobs")
-            .join(file),
-    )
-    .unwrap();
+    let mut text =
+        std::fs::read_to_string(crate::harness::repo_root().join("jobs").join(file)).unwrap();
     for (from, to) in replacements {
         assert!(text.contains(from), "{file} has no {from:?}");
         text = text.replace(from, to);

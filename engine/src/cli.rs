@@ -99,8 +99,13 @@ enum Command {
 }
 
 pub fn init_logging() {
+    init_logging_with("info,librdkafka=warn");
+}
+
+/// Logging with `default` as the filter when `WEIR_LOG` is not set.
+pub fn init_logging_with(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -111,7 +116,12 @@ pub fn init_logging() {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    match cli.command {
+        // The drill's own Kafka clients complain loudly through every broker it bounces on
+        // purpose; what matters is in its report and the workers' logs.
+        Command::Drill { .. } => init_logging_with("warn,rdkafka=off"),
+        _ => init_logging(),
+    }
     match cli.command {
         Command::Run {
             file,

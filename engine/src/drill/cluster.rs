@@ -136,8 +136,22 @@ impl Probe {
             .collect()
     }
 
-    /// Leader node id of a partition.
+    /// Leader node id of a partition, asked again for up to 30 s (metadata right after a broker
+    /// came back may not have it yet).
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(l) = self.leader_now(topic, partition) {
+                return Some(l);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn leader_now(&self, topic: &str, partition: i32) -> Option<i32> {
         let md = self
             .uncommitted
             .fetch_metadata(Some(topic), QUERY_TIMEOUT)

@@ -796,6 +796,12 @@ pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
     let result = timeline(&mut d, &mut feeder, &stop_input);
     let input_seconds = d.now_s();
     if let Err(e) = result {
+        // Never leave the cluster short of a broker the drill took down.
+        for (_, action) in std::mem::take(&mut d.queue) {
+            if let Action::BrokerStart { fault, broker } = action {
+                let _ = d.execute(Action::BrokerStart { fault, broker });
+            }
+        }
         stop_input.store(true, Ordering::Relaxed);
         let _ = feeder.join();
         d.workers.stop_all(Duration::from_secs(10));
@@ -826,6 +832,10 @@ pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
     let mut drained = false;
     while drain_from.elapsed() < drain_timeout {
         d.workers.reap();
+        if d.workers.live_count() == 0 {
+            d.progress.event("no worker is left to drain the input");
+            break;
+        }
         let ends = d.probe.end_offsets(&d.names.input, partitions);
         let committed = d.probe.committed_offsets(&d.names.input, partitions);
         if let (Some(e), Some(c)) = (&ends, &committed) {
@@ -886,10 +896,13 @@ pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
         ..
     } = d;
     let data = monitor.finish();
-    let faults: Vec<report::FaultReport> = runs
-        .iter()
-        .map(|f| report::analyse(f, &data.samples, &data.restores, partitions))
-        .collect();
+    let faults = report::analyse(
+        &runs,
+        &data.samples,
+        &data.restores,
+        &data.wipes,
+        partitions,
+    );
     let mut report = Report {
         scenario: plan.name.clone(),
         description: plan.scenario.description.clone(),

@@ -54,8 +54,6 @@ pub struct Restore {
     pub partition: i32,
     pub records: u64,
     pub seconds: f64,
-    /// The local store was wiped first (missing or damaged checkpoint or store).
-    pub wiped: bool,
 }
 
 #[derive(Default)]
@@ -64,7 +62,9 @@ pub struct Data {
     pub restores: Vec<Restore>,
     /// Last partitions each worker reported owning (kept while it cannot answer, e.g. paused).
     pub owned: Vec<Vec<i32>>,
-    /// Lines of the workers' logs with ERROR, for the report.
+    /// Times a worker found a task's local state untrusted or unreadable and rebuilt it.
+    pub wipes: Vec<(f64, i32)>,
+    /// The workers' own ERROR lines (not librdkafka's connection noise), for the report.
     pub errors: Vec<(usize, String)>,
 }
 
@@ -86,7 +86,7 @@ fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     Some(rest[..end].trim_matches('"'))
 }
 
-pub fn parse_restore(line: &str) -> Option<(i32, u64, f64, bool)> {
+pub fn parse_restore(line: &str) -> Option<(i32, u64, f64)> {
     if !line.contains("restored; task running") {
         return None;
     }
@@ -94,8 +94,16 @@ pub fn parse_restore(line: &str) -> Option<(i32, u64, f64, bool)> {
         field(line, "partition")?.parse().ok()?,
         field(line, "records")?.parse().ok()?,
         field(line, "seconds")?.parse().ok()?,
-        field(line, "wiped") == Some("true"),
     ))
+}
+
+/// The partition of a log line saying local state was wiped or could not be opened.
+pub fn parse_wipe(line: &str) -> Option<i32> {
+    if !(line.contains("local store cannot be opened") || line.contains("wiped, restoring all of"))
+    {
+        return None;
+    }
+    field(line, "partition")?.parse().ok()
 }
 
 /// Partition -> task state, from a `/metrics` body.
@@ -239,15 +247,19 @@ fn run(w: Watch, probe: Probe, data: Arc<Mutex<Data>>, stop: Arc<AtomicBool>) {
                 }
             }
             for (slot, line) in lines {
-                if let Some((partition, records, seconds, wiped)) = parse_restore(&line) {
+                if let Some((partition, records, seconds)) = parse_restore(&line) {
                     d.restores.push(Restore {
                         t,
                         partition,
                         records,
                         seconds,
-                        wiped,
                     });
-                } else if line.contains(" ERROR ") && d.errors.len() < 50 {
+                } else if let Some(p) = parse_wipe(&line) {
+                    d.wipes.push((t, p));
+                } else if line.contains(" ERROR ")
+                    && !line.contains("librdkafka")
+                    && d.errors.len() < 20
+                {
                     d.errors.push((slot, line));
                 }
             }
@@ -273,8 +285,10 @@ mod tests {
     #[test]
     fn a_restore_log_line_gives_partition_records_and_seconds() {
         let line = r#"2026-01-01T00:00:00.000000Z  INFO restored; task running partition=3 records=1200 skipped_uncommitted=0 wiped=true seconds="0.25" records_per_s="4800""#;
-        assert_eq!(parse_restore(line), Some((3, 1200, 0.25, true)));
+        assert_eq!(parse_restore(line), Some((3, 1200, 0.25)));
         assert_eq!(parse_restore("INFO partitions assigned"), None);
+        let wipe = "2026-01-01T00:00:00Z  WARN no checkpoint and the local store is not empty: wiped, restoring all of x-changelog partition=4";
+        assert_eq!(parse_wipe(wipe), Some(4));
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub struct FaultReport {
     pub records_restored: u64,
     pub restore_records_per_s: Option<f64>,
     pub restores: usize,
-    /// Restores that began by wiping local state (the damage was detected).
+    /// Times a worker found local state untrusted or unreadable and rebuilt it from the changelog
+    /// (the damage was detected).
     pub restores_wiped: usize,
     /// Partitions whose restores count here.
     pub restored_partitions: Vec<i32>,
@@ -82,13 +83,14 @@ fn first_advance(
         .map(|s| s.t)
 }
 
-pub fn analyse(
+/// When a fault's recovery ended (None: not measured or never seen), and the partitions it
+/// affected; notes for the report.
+fn recovery(
     f: &FaultRun,
     samples: &[Sample],
-    restores: &[Restore],
     partitions: u32,
-) -> FaultReport {
-    let mut notes = f.notes.clone();
+    notes: &mut Vec<String>,
+) -> (Option<f64>, Vec<i32>) {
     let (end, affected) = match &f.measure {
         Measure::Advance {
             partitions,
@@ -128,36 +130,72 @@ pub fn analyse(
     if end.is_none() && !matches!(f.measure, Measure::None) && !affected.is_empty() {
         notes.push("no commit after the fault was seen on every affected partition".into());
     }
-    // Restores that finished between the fault and its recovery (plus the monitor's latency).
-    let until = end.map(|e| e + 1.0).unwrap_or(f.at_s);
-    let mine: Vec<&Restore> = restores
+    (end, affected)
+}
+
+/// The report of every fault. A restore (or a wipe of local state) counts for the latest fault
+/// before it whose recovery it falls in (plus a second for the monitor's latency).
+pub fn analyse(
+    runs: &[FaultRun],
+    samples: &[Sample],
+    restores: &[Restore],
+    wipes: &[(f64, i32)],
+    partitions: u32,
+) -> Vec<FaultReport> {
+    let mut notes: Vec<Vec<String>> = runs.iter().map(|f| f.notes.clone()).collect();
+    let recoveries: Vec<(Option<f64>, Vec<i32>)> = runs
         .iter()
-        .filter(|r| r.t >= f.at_s && r.t <= until)
+        .zip(notes.iter_mut())
+        .map(|(f, n)| recovery(f, samples, partitions, n))
         .collect();
-    let records: u64 = mine.iter().map(|r| r.records).sum();
-    // Restores of one fault run side by side: the rate is records over the longest of them.
-    let longest = mine.iter().map(|r| r.seconds).fold(0.0, f64::max);
-    FaultReport {
-        kind: f.kind,
-        label: f.label.clone(),
-        worker: f.worker,
-        at_s: round(f.at_s, 2),
-        recovery_s: end.map(|e| round(e - f.at_s, 2)),
-        affected_partitions: affected,
-        records_restored: records,
-        restore_records_per_s: (records > 0 && longest > 0.0)
-            .then(|| round(records as f64 / longest, 0)),
-        restores: mine.len(),
-        restores_wiped: mine.iter().filter(|r| r.wiped).count(),
-        restored_partitions: {
-            let mut ps: Vec<i32> = mine.iter().map(|r| r.partition).collect();
-            ps.sort_unstable();
-            ps.dedup();
-            ps
-        },
-        broker_back_s: f.broker_back_s.map(|b| round(b, 2)),
-        notes,
+    let owner = |t: f64| -> Option<usize> {
+        (0..runs.len())
+            .filter(|&i| {
+                let until = recoveries[i].0.map(|e| e + 1.0).unwrap_or(runs[i].at_s);
+                runs[i].at_s <= t && t <= until
+            })
+            .max_by(|&a, &b| runs[a].at_s.total_cmp(&runs[b].at_s))
+    };
+    let mut mine: Vec<Vec<&Restore>> = vec![Vec::new(); runs.len()];
+    for r in restores {
+        if let Some(i) = owner(r.t) {
+            mine[i].push(r);
+        }
     }
+    let mut wiped = vec![0usize; runs.len()];
+    for (t, _) in wipes {
+        if let Some(i) = owner(*t) {
+            wiped[i] += 1;
+        }
+    }
+    runs.iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let (end, affected) = recoveries[i].clone();
+            let records: u64 = mine[i].iter().map(|r| r.records).sum();
+            // Restores of one fault run side by side: the rate is records over the longest.
+            let longest = mine[i].iter().map(|r| r.seconds).fold(0.0, f64::max);
+            let mut restored: Vec<i32> = mine[i].iter().map(|r| r.partition).collect();
+            restored.sort_unstable();
+            restored.dedup();
+            FaultReport {
+                kind: f.kind,
+                label: f.label.clone(),
+                worker: f.worker,
+                at_s: round(f.at_s, 2),
+                recovery_s: end.map(|e| round(e - f.at_s, 2)),
+                affected_partitions: affected,
+                records_restored: records,
+                restore_records_per_s: (records > 0 && longest > 0.0)
+                    .then(|| round(records as f64 / longest, 0)),
+                restores: mine[i].len(),
+                restores_wiped: wiped[i],
+                restored_partitions: restored,
+                broker_back_s: f.broker_back_s.map(|b| round(b, 2)),
+                notes: std::mem::take(&mut notes[i]),
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -361,24 +399,22 @@ mod tests {
                 partition: 0,
                 records: 300,
                 seconds: 0.5,
-                wiped: false,
             },
             Restore {
                 t: 11.2,
                 partition: 1,
                 records: 100,
                 seconds: 0.25,
-                wiped: false,
             },
             Restore {
                 t: 30.0,
                 partition: 1,
                 records: 7,
                 seconds: 0.1,
-                wiped: false,
             },
         ];
-        let r = analyse(&f, &samples, &restores, 3);
+        let r = analyse(&[f], &samples, &restores, &[(11.0, 0), (20.0, 1)], 3).remove(0);
+        assert_eq!(r.restores_wiped, 1);
         assert_eq!(r.recovery_s, Some(4.25));
         assert_eq!(r.records_restored, 400);
         assert_eq!(r.restore_records_per_s, Some(800.0));

@@ -405,7 +405,16 @@ impl Core {
                 break;
             };
             wait = Duration::ZERO;
-            let msg = msg.with_context(|| format!("reading {changelog}"))?;
+            let msg = match msg {
+                // Brokers away for now: the restore goes on from its position when they are back.
+                Err(KafkaError::MessageConsumption(code))
+                    if crate::commit::coordinator_unavailable(code) =>
+                {
+                    tracing::warn!("reading {changelog}: {code}; retrying");
+                    break;
+                }
+                other => other.with_context(|| format!("reading {changelog}"))?,
+            };
             let Some(task) = self.tasks.get_mut(&msg.partition()) else {
                 continue;
             };

@@ -119,7 +119,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         // The drill's own Kafka clients complain loudly through every broker it bounces on
         // purpose; what matters is in its report and the workers' logs.
-        Command::Drill { .. } => init_logging_with("warn,rdkafka=off"),
+        Command::Drill { .. } => init_logging_with("warn,rdkafka=off,librdkafka=off"),
         _ => init_logging(),
     }
     match cli.command {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Short timeouts: while a broker is away the monitor keeps its last values rather than block.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub fn create_topics(bootstrap: &str, topics: &[(&str, u32)]) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

@@ -20,6 +20,8 @@ pub struct Broker {
     cwd: PathBuf,
     env: Vec<(OsString, OsString)>,
     output: Option<PathBuf>,
+    /// The broker's own client address (`host:port` of its PLAINTEXT listener).
+    pub address: Option<String>,
 }
 
 fn split_nul(bytes: Vec<u8>) -> Vec<OsString> {
@@ -80,6 +82,16 @@ fn read_broker(pid: i32) -> anyhow::Result<Broker> {
         .find_map(|l| l.trim().strip_prefix("node.id="))
         .and_then(|v| v.trim().parse().ok())
         .with_context(|| format!("{}: no node.id", props.display()))?;
+    let listeners = text.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("advertised.listeners=")
+            .or_else(|| l.trim().strip_prefix("listeners="))
+    });
+    let address = listeners.and_then(|ls| {
+        ls.split(',')
+            .find_map(|l| l.trim().strip_prefix("PLAINTEXT://"))
+            .map(str::to_string)
+    });
     Ok(Broker {
         pid,
         node_id,
@@ -87,6 +99,7 @@ fn read_broker(pid: i32) -> anyhow::Result<Broker> {
         cwd,
         env,
         output,
+        address,
     })
 }
 

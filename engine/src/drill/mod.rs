@@ -214,7 +214,9 @@ enum Action {
 /// A restarted broker being watched until it is back in the cluster.
 struct BrokerBack {
     fault: usize,
-    expected_brokers: usize,
+    node_id: i32,
+    /// A client of the restarted broker alone: it answers only once that process serves.
+    own: Option<Probe>,
     since: Instant,
 }
 
@@ -311,16 +313,16 @@ impl Drill<'_> {
                 self.progress
                     .event(&format!("start broker {} again", broker.node_id));
                 let dir = self.kafka_dir.clone().expect("checked before the timeline");
-                let expected = self
-                    .probe
-                    .cluster_health(&[])
-                    .map(|(b, _)| b.len() + 1)
-                    .unwrap_or(1);
                 let child = brokers::restart(&dir, &broker)?;
                 self.broker_children.push(child);
+                let own = broker
+                    .address
+                    .as_deref()
+                    .and_then(|a| Probe::new(a, None).ok());
                 self.broker_back.push(BrokerBack {
                     fault,
-                    expected_brokers: expected,
+                    node_id: broker.node_id,
+                    own,
                     since: Instant::now(),
                 });
                 Ok(())
@@ -540,7 +542,14 @@ impl Drill<'_> {
         let now_s = self.now_s();
         let mut still = Vec::new();
         for b in std::mem::take(&mut self.broker_back) {
-            if brokers.len() >= b.expected_brokers && healthy {
+            // The restarted process itself serves metadata that lists it, and every replica is in
+            // sync (the cluster's view alone is not enough: a dead broker stays listed, and in
+            // every ISR, until the controller notices).
+            let serves = b.own.as_ref().is_none_or(|own| {
+                own.cluster_health(&[])
+                    .is_some_and(|(ids, _)| ids.contains(&b.node_id))
+            });
+            if serves && brokers.contains(&b.node_id) && healthy {
                 let run = &mut self.runs[b.fault];
                 run.broker_back_s = Some(now_s - run.at_s);
                 self.progress.event(&format!(

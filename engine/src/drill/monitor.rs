@@ -190,7 +190,7 @@ fn run(w: Watch, probe: Probe, data: Arc<Mutex<Data>>, stop: Arc<AtomicBool>) {
             .or_else(|| last.as_ref().map(|s| s.committed.clone()))
             .unwrap_or_else(|| vec![0; w.partitions as usize]);
         let output_end = probe
-            .end_offsets(&w.output, w.partitions_out())
+            .end_offsets(&w.output, w.partitions)
             .map(|v| v.iter().sum())
             .or_else(|| last.as_ref().map(|s| s.output_end))
             .unwrap_or(0);
@@ -269,12 +269,6 @@ fn run(w: Watch, probe: Probe, data: Arc<Mutex<Data>>, stop: Arc<AtomicBool>) {
         if let Some(rest) = INTERVAL.checked_sub(started.elapsed()) {
             std::thread::sleep(rest);
         }
-    }
-}
-
-impl Watch {
-    fn partitions_out(&self) -> u32 {
-        self.partitions
     }
 }
 

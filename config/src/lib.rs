@@ -22,5 +22,5 @@ mod runtime;
 pub use duration::Duration;
 pub use expr::{BinOp, Expr, ExprError};
 pub use job::*;
-pub use load::{load_job, parse_job, ConfigError, ConfigErrors};
+pub use load::{error_at, load_job, parse_job, toml_error, ConfigError, ConfigErrors};
 pub use runtime::{RuntimeConfig, RuntimeOverrides};

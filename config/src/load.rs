@@ -87,16 +87,8 @@ pub fn parse_job(
     let resolved = interpolate(text, env).map_err(|errs| {
         ConfigErrors(errs.into_iter().map(|e| at(e.offset, e.message)).collect())
     })?;
-    let job: Job = toml::from_str(&resolved).map_err(|e| {
-        let offset = e.span().map(|s| s.start).unwrap_or(0);
-        let (line, col) = line_col(&resolved, offset);
-        ConfigErrors(vec![ConfigError {
-            file: file.to_string(),
-            line,
-            col,
-            message: tidy_toml_message(e.message()),
-        }])
-    })?;
+    let job: Job = toml::from_str(&resolved)
+        .map_err(|e| ConfigErrors(vec![toml_error(file, &resolved, &e)]))?;
     let mut errors = Vec::new();
     validate(
         &job,
@@ -117,6 +109,24 @@ pub fn parse_job(
         errors.sort_by_key(|e| (e.line, e.col));
         Err(ConfigErrors(errors))
     }
+}
+
+/// An error at a byte offset of `text`, for other TOML files read like job files (drill scenarios).
+pub fn error_at(file: &str, text: &str, offset: usize, message: String) -> ConfigError {
+    let (line, col) = line_col(text, offset);
+    ConfigError {
+        file: file.to_string(),
+        line,
+        col,
+        message,
+    }
+}
+
+/// A TOML parse or type error as a `FILE:LINE:COL` error, worded as the job loader words it
+/// (unknown keys come with the closest known key).
+pub fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let offset = e.span().map(|s| s.start).unwrap_or(0);
+    error_at(file, text, offset, tidy_toml_message(e.message()))
 }
 
 /// 1-based line and column (in characters) of a byte offset.

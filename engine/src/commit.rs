@@ -68,6 +68,27 @@ fn flush(producer: &BaseProducer<Deliveries>, health: &Health) -> anyhow::Result
     Ok(())
 }
 
+/// How long an offset commit is retried while the group coordinator is unavailable: the consumer
+/// is not polled meanwhile, and its poll interval must not run out.
+const COORDINATOR_RETRY_LIMIT: Duration = Duration::from_secs(120);
+const COORDINATOR_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Errors that say the coordinator (or every broker) is away for now, not that the commit is wrong.
+pub(crate) fn coordinator_unavailable(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::WaitingForCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::NetworkException
+    )
+}
+
 /// At-least-once: flush the producer, then commit offsets. A crash between the two re-processes
 /// the records of one commit interval (state does not count them twice: see `INPUT_OFFSETS_HEADER`).
 pub(crate) struct AtLeastOnce;
@@ -94,21 +115,43 @@ impl CommitStep for AtLeastOnce {
             return Ok(true);
         }
         crate::failpoint::hit("before_offset_commit");
-        match consumer.commit(offsets, CommitMode::Sync) {
-            Ok(()) => Ok(true),
-            // The group is rebalancing: the offsets are committed by the revoke that follows, or
-            // the records are processed again by the next owner (at-least-once).
-            Err(KafkaError::ConsumerCommit(
-                code @ (RDKafkaErrorCode::RebalanceInProgress
-                | RDKafkaErrorCode::IllegalGeneration
-                | RDKafkaErrorCode::UnknownMemberId),
-            )) => {
-                tracing::warn!("offset commit skipped: {code}");
-                Ok(false)
+        let started = std::time::Instant::now();
+        let mut retried = false;
+        loop {
+            match consumer.commit(offsets, CommitMode::Sync) {
+                Ok(()) => {
+                    if retried {
+                        health.clear_fatal();
+                    }
+                    return Ok(true);
+                }
+                // The group is rebalancing: the offsets are committed by the revoke that follows,
+                // or the records are processed again by the next owner (at-least-once).
+                Err(KafkaError::ConsumerCommit(
+                    code @ (RDKafkaErrorCode::RebalanceInProgress
+                    | RDKafkaErrorCode::IllegalGeneration
+                    | RDKafkaErrorCode::UnknownMemberId),
+                )) => {
+                    tracing::warn!("offset commit skipped: {code}");
+                    return Ok(false);
+                }
+                // The group coordinator is away (a broker restarts, leadership moves): the same
+                // offsets are committed once it is back. Giving up here would stop the worker.
+                Err(KafkaError::ConsumerCommit(code))
+                    if coordinator_unavailable(code)
+                        && started.elapsed() < COORDINATOR_RETRY_LIMIT =>
+                {
+                    tracing::warn!("offset commit: {code}; retrying");
+                    health.set_fatal(format!("offset commit: {code}; retrying"));
+                    retried = true;
+                    std::thread::sleep(COORDINATOR_RETRY_PAUSE);
+                }
+                Err(e) => {
+                    return Err(CommitFailure::Fatal(anyhow::anyhow!(
+                        "committing offsets: {e}"
+                    )))
+                }
             }
-            Err(e) => Err(CommitFailure::Fatal(anyhow::anyhow!(
-                "committing offsets: {e}"
-            ))),
         }
     }
 

@@ -11,6 +11,7 @@
 //! - `demo.rs`: `weir demo`, the flagship job on an in-process mock cluster;
 //! - `failpoint.rs`: `WEIR_FAILPOINT` crash points for tests;
 //! - `describe.rs`: `weir describe` (text and dot);
+//! - `drill/`: `weir drill`, failover drills on a real Kafka (see its module doc);
 //! - `cli.rs`: the command line.
 
 pub mod cli;
@@ -18,6 +19,7 @@ mod commit;
 mod deliveries;
 pub mod demo;
 pub mod describe;
+pub mod drill;
 pub mod failpoint;
 pub mod generator;
 pub mod health;

@@ -328,10 +328,25 @@ impl Core {
             // a replaced (zombie) worker holds the LSO back while committed records of later
             // owners lie beyond it. The read_committed restore consumer then waits until that
             // transaction is aborted (at its timeout) and reads on.
-            let (low, high) = self
-                .watermarks
-                .fetch_watermarks(&changelog, p, Duration::from_secs(10))
-                .with_context(|| format!("end offsets of {changelog}[{p}]"))?;
+            // Leadership moves while a broker restarts (NotLeaderForPartition): ask again rather
+            // than fail the assignment half-way, which would leave the new partitions unpaused
+            // and their tasks unrestored.
+            let asked = Instant::now();
+            let (low, high) = loop {
+                match self
+                    .watermarks
+                    .fetch_watermarks(&changelog, p, Duration::from_secs(10))
+                {
+                    Ok(w) => break w,
+                    Err(e) if asked.elapsed() < Duration::from_secs(60) => {
+                        tracing::warn!("end offsets of {changelog}[{p}]: {e}; asking again");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("end offsets of {changelog}[{p}]"))
+                    }
+                }
+            };
             let from = from.max(low);
             let task = self.tasks.get_mut(&p).expect("just inserted");
             task.dir = Some(dir);
@@ -446,7 +461,16 @@ impl Core {
                 break;
             };
             wait = Duration::ZERO;
-            let msg = msg.with_context(|| format!("reading {changelog}"))?;
+            let msg = match msg {
+                // Brokers away for now: the restore goes on from its position when they are back.
+                Err(KafkaError::MessageConsumption(code))
+                    if crate::commit::coordinator_unavailable(code) =>
+                {
+                    tracing::warn!("reading {changelog}: {code}; retrying");
+                    break;
+                }
+                other => other.with_context(|| format!("reading {changelog}"))?,
+            };
             let Some(task) = self.tasks.get_mut(&msg.partition()) else {
                 continue;
             };

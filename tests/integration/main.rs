@@ -6,6 +6,7 @@ mod harness;
 
 mod broker;
 mod demo;
+mod drill;
 mod engine;
 mod exactly_once;
 mod job_files;

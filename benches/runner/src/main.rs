@@ -145,10 +145,18 @@ fn preload(args: &Args, topic: &str) -> anyhow::Result<(Oracle, u64)> {
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
     let per_hour = 12u64;
+    let hours = args.records.div_ceil(args.meters as u64 * per_hour) as i64;
+    // Event time ends an hour before now: changelogs of windowed stores (Kafka Streams') delete
+    // records older than window + retention, and brokers refuse timestamps an hour or more ahead,
+    // so old or future event times would make restores and sentinels say nothing.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
     let spec = GeneratorSpec {
         meters: args.meters,
-        hours: args.records.div_ceil(args.meters as u64 * per_hour) as u32,
+        hours: hours as u32,
         readings_per_hour: per_hour as u32,
+        start_ms: now - now.rem_euclid(HOUR) - (hours + 1) * HOUR,
         ..Default::default()
     };
     let mut oracle = Oracle::new();
@@ -178,13 +186,12 @@ fn preload(args: &Args, topic: &str) -> anyhow::Result<(Oracle, u64)> {
             e.3 = e.3.max(r.kwh);
         }
     }
-    // Sentinels: stream time of every partition passes the last window's end + grace.
+    // Sentinels: stream time of every partition passes the last window's end + grace (5 min),
+    // still in the past.
+    let sentinel_ts = max_ts - max_ts.rem_euclid(HOUR) + HOUR + 10 * 60_000;
     for part in 0..args.partitions {
         let key = format!("sentinel-{part}");
-        let payload = format!(
-            r#"{{"meter_id":"{key}","ts":{},"kwh":0.0}}"#,
-            max_ts + 86_400_000
-        );
+        let payload = format!(r#"{{"meter_id":"{key}","ts":{sentinel_ts},"kwh":0.0}}"#);
         p.send(
             BaseRecord::<[u8], [u8]>::to(topic)
                 .key(key.as_bytes())

@@ -9,12 +9,14 @@
 //   list [prefix]                                       list topics whose names start with prefix
 //   produce <topic> <meters> <hours> <interval-min> <seed> [extras]
 //       one reading per meter every interval-min minutes of event time over the given hours,
-//       starting 2026-01-01T00:00Z, each with a random offset of up to min(interval, 5 min) inside
-//       its slot; then one sentinel per partition (key sentinel-<p>, ts = max ts + 1 day, kwh 0,
-//       sent to partition p). extras = 1 also mixes in about 1% negative readings, 5 unparseable
+//       starting 2026-01-01T00:00Z (or at BASE_TS_MS from the environment), each with a random offset of up to min(interval, 5 min) inside
+//       its slot; then one sentinel per partition (key sentinel-<p>, ts = max ts + 1 day, or + the
+//       environment's SENTINEL_GAP_MS, kwh 0, sent to partition p). extras = 1 also mixes in about 1% negative readings, 5 unparseable
 //       values, 3 values without ts and 10 readings more than an hour late (which must be dropped).
 //   wait-group <group> <topic> <timeout-s>              wait until the group's committed offsets on
 //       topic equal the end offsets; prints the wall-clock ms at which that was first seen
+//   offsets <topic>                                     print each partition's earliest and end offset
+//       ("partition <p> earliest <e> end <n>") and a total line "total <sum of end - earliest>"
 //   verify <input-topic> <output-topic>                 recompute the expected hourly results from
 //       the input topic and compare them with the output topic read with read_committed
 //
@@ -55,6 +57,12 @@ public class PeerCheck {
     static final long HOUR = 3_600_000L;
     static final long GRACE = 300_000L;
     static final long BASE_TS = 1_767_225_600_000L; // 2026-01-01T00:00:00Z
+
+    /** Event time of the first slot: BASE_TS_MS from the environment when set, else BASE_TS. */
+    static long baseTs() {
+        String v = System.getenv("BASE_TS_MS");
+        return v == null || v.isBlank() ? BASE_TS : Long.parseLong(v.trim());
+    }
     static final ObjectMapper JSON = new ObjectMapper();
 
     static String bootstrap() {
@@ -73,7 +81,7 @@ public class PeerCheck {
 
     public static void main(String[] args) throws Exception {
         if (args.length == 0) {
-            System.err.println("usage: PeerCheck create|delete|produce|wait-group|verify ...");
+            System.err.println("usage: PeerCheck create|delete|list|produce|wait-group|offsets|verify ...");
             System.exit(2);
         }
         switch (args[0]) {
@@ -83,6 +91,7 @@ public class PeerCheck {
             case "produce" -> produce(args[1], Integer.parseInt(args[2]), Integer.parseInt(args[3]),
                     Integer.parseInt(args[4]), Long.parseLong(args[5]), args.length > 6 && args[6].equals("1"));
             case "wait-group" -> System.exit(waitGroup(args[1], args[2], Long.parseLong(args[3])) ? 0 : 1);
+            case "offsets" -> offsets(args[1]);
             case "verify" -> System.exit(verify(args[1], args[2]) ? 0 : 1);
             default -> {
                 System.err.println("unknown command " + args[0]);
@@ -144,13 +153,14 @@ public class PeerCheck {
         long interval = intervalMin * 60_000L;
         long jitter = Math.min(interval, GRACE);
         long slots = hours * HOUR / interval;
+        long base = baseTs();
         long maxTs = 0;
         long sent = 0;
         AtomicReference<Exception> failure = new AtomicReference<>();
         long t0 = System.nanoTime();
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
             for (long s = 0; s < slots; s++) {
-                long slotStart = BASE_TS + s * interval;
+                long slotStart = base + s * interval;
                 for (int m = 0; m < meters; m++) {
                     String meter = String.format("meter-%05d", m);
                     long ts = slotStart + rnd.nextLong(jitter);
@@ -185,7 +195,8 @@ public class PeerCheck {
                     }
                 }
             }
-            long sentinelTs = maxTs + 24 * HOUR;
+            String gap = System.getenv("SENTINEL_GAP_MS");
+            long sentinelTs = maxTs + (gap == null || gap.isBlank() ? 24 * HOUR : Long.parseLong(gap.trim()));
             for (int part = 0; part < partitions; part++) {
                 String key = "sentinel-" + part;
                 producer.send(new ProducerRecord<>(topic, part, key, reading(key, sentinelTs, 0.0)));
@@ -198,6 +209,30 @@ public class PeerCheck {
         }
         double secs = (System.nanoTime() - t0) / 1e9;
         System.out.printf("produced %d records (%d partitions, max ts %d) in %.1f s%n", sent, partitions, maxTs, secs);
+    }
+
+    static void offsets(String topic) throws Exception {
+        try (Admin a = admin()) {
+            var desc = a.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
+            Map<TopicPartition, OffsetSpec> earliest = new HashMap<>();
+            Map<TopicPartition, OffsetSpec> latest = new HashMap<>();
+            for (var pi : desc.partitions()) {
+                TopicPartition tp = new TopicPartition(topic, pi.partition());
+                earliest.put(tp, OffsetSpec.earliest());
+                latest.put(tp, OffsetSpec.latest());
+            }
+            var lo = a.listOffsets(earliest).all().get();
+            var hi = a.listOffsets(latest).all().get();
+            long total = 0;
+            for (int part = 0; part < desc.partitions().size(); part++) {
+                TopicPartition tp = new TopicPartition(topic, part);
+                long e = lo.get(tp).offset();
+                long n = hi.get(tp).offset();
+                total += n - e;
+                System.out.println("partition " + part + " earliest " + e + " end " + n);
+            }
+            System.out.println("total " + total);
+        }
     }
 
     static boolean waitGroup(String group, String topic, long timeoutS) throws Exception {

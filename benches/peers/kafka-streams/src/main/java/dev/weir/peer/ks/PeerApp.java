@@ -61,6 +61,8 @@ public final class PeerApp {
         int replicationFactor;
         long cacheMaxBytes;
         long emitIntervalMs;
+        /** Static group membership prefix ({@code group.instance.id}); null for dynamic membership. */
+        String instanceId;
 
         static Settings fromEnv() {
             Settings s = new Settings();
@@ -95,6 +97,7 @@ public final class PeerApp {
             s.replicationFactor = (int) longEnv("REPLICATION_FACTOR", 1, 1);
             s.cacheMaxBytes = longEnv("CACHE_MAX_BYTES", DEFAULT_CACHE_MAX_BYTES, 0);
             s.emitIntervalMs = longEnv("EMIT_INTERVAL_MS", 0, 0);
+            s.instanceId = env("INSTANCE_ID", null);
             return s;
         }
 
@@ -113,6 +116,12 @@ public final class PeerApp {
             p.put(StreamsConfig.InternalConfig.EMIT_INTERVAL_MS_KSTREAMS_WINDOWED_AGGREGATION, emitIntervalMs);
 
             p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+            if (instanceId != null) {
+                // Static membership: Kafka Streams gives each stream thread's main consumer the id
+                // <INSTANCE_ID>-<thread index>, which is what lets close() remove the members from
+                // the group (see the shutdown hook).
+                p.put(StreamsConfig.mainConsumerPrefix(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG), instanceId);
+            }
 
             // Changelog and result writes: larger batches, same compression as the weir engine.
             p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 100);
@@ -127,7 +136,8 @@ public final class PeerApp {
                     + " application.id=" + applicationId + " guarantee=" + guarantee
                     + " commit.interval.ms=" + commitIntervalMs + " state.dir=" + stateDir
                     + " threads=" + threads + " replication.factor=" + replicationFactor
-                    + " cache.max.bytes=" + cacheMaxBytes + " emit.interval.ms=" + emitIntervalMs;
+                    + " cache.max.bytes=" + cacheMaxBytes + " emit.interval.ms=" + emitIntervalMs
+                    + " group.instance.id=" + (instanceId == null ? "(dynamic membership)" : instanceId + "-<thread>");
         }
     }
 
@@ -150,13 +160,18 @@ public final class PeerApp {
         AtomicInteger exitCode = new AtomicInteger(0);
 
         streams.setStateListener((newState, oldState) -> {
+            // The first RUNNING of this process: every stream thread has its tasks and no active
+            // task is still restoring (so every "restored" line of the start-up precedes it).
             if (newState == KafkaStreams.State.RUNNING && announcedRunning.compareAndSet(false, true)) {
-                System.out.println("kafka-streams peer: RUNNING");
-                System.out.flush();
+                synchronized (System.out) {
+                    System.out.println("kafka-streams peer: RUNNING");
+                    System.out.flush();
+                }
             } else if (newState == KafkaStreams.State.ERROR) {
                 failed.countDown();
             }
         });
+        streams.setGlobalStateRestoreListener(new RestoreReporter());
         streams.setUncaughtExceptionHandler(e -> {
             // Kafka Streams logs the stack trace itself; one line here says what the peer does next.
             LOG.error("stream thread failed ({}); shutting the client down", e.toString());
@@ -167,7 +182,12 @@ public final class PeerApp {
         // signal-triggered shutdown reports exitCode (0 after a clean close) instead of 128+signal.
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             double dropped = droppedRecords(streams);
-            boolean closed = streams.close(CLOSE_TIMEOUT);
+            // leaveGroup: once the stream threads have stopped, Kafka Streams removes their static
+            // members (INSTANCE_ID) from the group through the admin client, so a restart gets its
+            // partitions at once instead of after the session timeout. Dynamic members are not
+            // affected by this option: Kafka Streams never sends LeaveGroup for them.
+            boolean closed = streams.close(
+                    new KafkaStreams.CloseOptions().timeout(CLOSE_TIMEOUT).leaveGroup(true));
             if (!closed) {
                 System.err.println("kafka-streams peer: close did not finish within " + CLOSE_TIMEOUT);
                 exitCode.compareAndSet(0, 3);

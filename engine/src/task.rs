@@ -87,6 +87,8 @@ pub struct Task {
     pub last_record_at: Instant,
     pub last_checkpoint_at: Instant,
     pub failure: Option<String>,
+    /// Records fetched again below the position already processed (skipped).
+    pub redelivered: u64,
     pub counters: TaskCounters,
 }
 
@@ -108,6 +110,7 @@ impl Task {
             last_record_at: Instant::now(),
             last_checkpoint_at: Instant::now(),
             failure: None,
+            redelivered: 0,
             counters,
         }
     }

@@ -634,6 +634,26 @@ impl Core {
                 .ok();
             return Ok(());
         }
+        if task
+            .positions
+            .get(msg.topic())
+            .is_some_and(|&next| msg.offset() < next)
+        {
+            // The fetch went backwards without this worker asking (e.g. the consumer's offset
+            // reset after a broker restart): these records are already in the task's state and
+            // output; processing them again would count them twice.
+            if task.redelivered.is_multiple_of(100_000) {
+                tracing::warn!(
+                    partition = p,
+                    topic = msg.topic(),
+                    offset = msg.offset(),
+                    next = task.positions[msg.topic()],
+                    "records fetched again below the processed position; skipped"
+                );
+            }
+            task.redelivered += 1;
+            return Ok(());
+        }
         task.last_record_at = Instant::now();
         let payload = msg.payload().unwrap_or_default();
         let from_repartition = self.repartition.as_deref() == Some(msg.topic());
@@ -858,7 +878,17 @@ impl Core {
             Err(CommitFailure::Fatal(e)) => return Err(e),
             Err(CommitFailure::Abortable(why)) => return Err(anyhow::Error::new(Aborted(why))),
         };
-        for e in offsets.elements().into_iter().filter(|_| committed) {
+        if !committed {
+            // The group moved on (rebalance, this member expelled): the offsets of this cycle are
+            // not committed, so its state must not reach the stores either, or the records
+            // processed again from the committed offsets would count twice. Its changelog records
+            // carry the uncommitted offsets, which a restore skips.
+            return self.rewind(
+                consumer,
+                "the offsets could not be committed (the group is rebalancing)",
+            );
+        }
+        for e in offsets.elements() {
             if let (Some(task), Offset::Offset(off)) =
                 (self.tasks.get_mut(&e.partition()), e.offset())
             {
@@ -943,9 +973,7 @@ impl Core {
     /// After an aborted transaction: nothing of the cycle is visible, so every task forgets its
     /// uncommitted state and reads again from its committed offsets.
     fn rewind(&mut self, consumer: &GroupConsumer, why: &str) -> anyhow::Result<()> {
-        tracing::warn!(
-            "transaction aborted ({why}); rewinding every task to its committed offsets"
-        );
+        tracing::warn!("{why}; rewinding every task to its committed offsets");
         self.commit.recover(&self.producer)?;
         self.emits.clear();
         for task in self.tasks.values_mut() {

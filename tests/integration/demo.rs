@@ -34,14 +34,15 @@ fn mock_demo_prints_hourly_averages_and_verifies_them() {
 }
 
 #[test]
-fn stub_commands_say_so_and_fail() {
+fn every_command_is_in_the_help_and_a_missing_drill_scenario_is_a_clear_error() {
     {
         let out = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["drill", "x.toml"])
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("not yet implemented"));
+        assert_eq!(out.status.code(), Some(2), "2: the drill could not run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("x.toml:1:1: cannot read"), "{err}");
     }
     let help = Command::new(env!("CARGO_BIN_EXE_weir"))
         .arg("--help")

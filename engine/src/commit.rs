@@ -7,7 +7,7 @@ use crate::health::Health;
 use crate::worker::GroupConsumer;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::producer::{BaseProducer, Producer, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::TopicPartitionList;
@@ -271,6 +271,14 @@ impl CommitStep for ExactlyOnce {
         // Bounded: this may run inside a rebalance callback, and a member stuck there holds the
         // whole group's rebalance (seen when the coordinator had already aborted a zombie's
         // transaction). Failing here stops the worker; its restart cleans up.
+        // Records of the cycle still queued would make the abort wait for delivery reports that
+        // only this thread serves: drop them (they belong to the aborted transaction) and serve
+        // their reports first.
+        producer.purge(PurgeConfig::default().queue().inflight());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+            producer.poll(Duration::from_millis(20));
+        }
         producer
             .abort_transaction(Duration::from_secs(30))
             .map_err(|e| anyhow::Error::new(Fenced(format!("aborting the transaction: {e}"))))?;

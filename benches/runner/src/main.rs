@@ -161,20 +161,23 @@ fn preload(args: &Args, topic: &str) -> anyhow::Result<(Oracle, u64)> {
     };
     let mut oracle = Oracle::new();
     let mut max_ts = 0;
-    for r in spec.readings().take(args.records as usize) {
-        let payload = r.to_json();
-        let mut rec = BaseRecord::<[u8], [u8]>::to(topic)
-            .key(r.meter_id.as_bytes())
-            .payload(&payload);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    p.poll(Duration::from_millis(10));
-                    rec = back;
-                }
+    // A full queue drains as the broker acknowledges: wait and send again.
+    let send = |mut rec: BaseRecord<'_, [u8], [u8]>| loop {
+        match p.send(rec) {
+            Ok(()) => break,
+            Err((_, back)) => {
+                p.poll(Duration::from_millis(10));
+                rec = back;
             }
         }
+    };
+    for r in spec.readings().take(args.records as usize) {
+        let payload = r.to_json();
+        send(
+            BaseRecord::<[u8], [u8]>::to(topic)
+                .key(r.meter_id.as_bytes())
+                .payload(&payload),
+        );
         max_ts = max_ts.max(r.ts_ms);
         if r.kwh >= 0.0 {
             let e = oracle
@@ -192,13 +195,12 @@ fn preload(args: &Args, topic: &str) -> anyhow::Result<(Oracle, u64)> {
     for part in 0..args.partitions {
         let key = format!("sentinel-{part}");
         let payload = format!(r#"{{"meter_id":"{key}","ts":{sentinel_ts},"kwh":0.0}}"#);
-        p.send(
+        send(
             BaseRecord::<[u8], [u8]>::to(topic)
                 .key(key.as_bytes())
                 .payload(payload.as_bytes())
                 .partition(part),
-        )
-        .map_err(|(e, _)| e)?;
+        );
     }
     // An idempotent producer with infinite retries either delivers everything or fails the flush.
     p.flush(Duration::from_secs(300))

@@ -1063,6 +1063,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     }
     let partitions = partitions.context("the job names no input topic")?;
     let plan = job.plan();
+    let program = plan.window.as_ref().map(|_| Program::compile(&job));
     let window = match (&plan.window, job.changelog_topic()) {
         (Some((w, a)), Some(changelog)) => {
             ensure_topic(
@@ -1079,7 +1080,9 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                 idle_close: w.close_idle_after.map(|d| d.std()),
                 store: a.store.get_ref().clone(),
                 changelog,
-                key_name: Program::compile(&job).key_name,
+                key_name: program
+                    .as_ref()
+                    .map_or_else(|| "key".into(), |p| p.key_name.clone()),
             })
         }
         _ => None,
@@ -1096,7 +1099,6 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             bail!("topic {t} does not exist on {brokers}: create it first");
         }
     }
-    let program = plan.window.as_ref().map(|_| Program::compile(&job));
     let forward = plan.window.is_none().then(|| Forward::compile(&job));
     // A re-keyed job decodes its key from the key_by field.
     let mut source = job.source.clone();

@@ -549,6 +549,22 @@ fn ready(port: u16) -> bool {
     buf.starts_with("HTTP/1.1 200")
 }
 
+/// This program as the bare consumer of `topic`, stopping after `expect` records.
+fn bare_command(a: &Args, me: &Path, topic: &str, expect: u64) -> Command {
+    let mut c = Command::new(me);
+    c.arg("--bootstrap")
+        .arg(&a.bootstrap)
+        .arg("--weir")
+        .arg(&a.weir)
+        .arg("--job")
+        .arg(&a.job)
+        .arg("--bare-topic")
+        .arg(topic)
+        .arg("--expect")
+        .arg(expect.to_string());
+    c
+}
+
 fn kafka_streams_command(
     a: &Args,
     jar: &Path,
@@ -713,17 +729,7 @@ fn compare(a: &Args) -> anyhow::Result<()> {
     let me = std::env::current_exe()?;
 
     if wanted("bare") {
-        let mut c = Command::new(&me);
-        c.arg("--bootstrap")
-            .arg(&a.bootstrap)
-            .arg("--weir")
-            .arg(&a.weir)
-            .arg("--job")
-            .arg(&a.job)
-            .arg("--bare-topic")
-            .arg(&input)
-            .arg("--expect")
-            .arg(total.to_string());
+        let c = bare_command(a, &me, &input, total);
         let r = measure(
             &inp,
             Run {
@@ -835,17 +841,7 @@ fn compare(a: &Args) -> anyhow::Result<()> {
             .set("bootstrap.servers", &a.bootstrap)
             .create()?;
         let records: i64 = end_offsets(&c, &changelog, a.partitions)?.iter().sum();
-        let mut cmd = Command::new(&me);
-        cmd.arg("--bootstrap")
-            .arg(&a.bootstrap)
-            .arg("--weir")
-            .arg(&a.weir)
-            .arg("--job")
-            .arg(&a.job)
-            .arg("--bare-topic")
-            .arg(&changelog)
-            .arg("--expect")
-            .arg(records.to_string());
+        let cmd = bare_command(a, &me, &changelog, records as u64);
         let bare = measure(
             &Input {
                 total: records as u64,

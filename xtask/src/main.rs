@@ -7,10 +7,12 @@
 //! # Layout
 //! - `main.rs`: the command line and the `test` / `demo` tasks;
 //! - `prereq.rs`: checks and installs system prerequisites (libclang, Java, Maven);
+//! - `libclang.rs`: finds a libclang the way bindgen does (and its builtin headers);
 //! - `kafka.rs`: fetch, configure, start, wait for, and stop KRaft broker processes;
 //! - `wire.rs`: a minimal Kafka Metadata request, to know when a broker really serves clients.
 
 mod kafka;
+mod libclang;
 mod prereq;
 mod wire;
 

@@ -12,31 +12,46 @@ fn has_command(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A libclang that bindgen will load, with its builtin headers (see `libclang.rs`).
 fn libclang_present() -> bool {
-    if std::env::var_os("LIBCLANG_PATH").is_some() {
-        return true;
+    match crate::libclang::find(&crate::libclang::Search::from_env()) {
+        crate::libclang::Found::Usable(_) => true,
+        crate::libclang::Found::NoHeaders(lib) => {
+            eprintln!(
+                "xtask: {} has no builtin headers (clang/*/include/stddef.h) beside it",
+                lib.display()
+            );
+            false
+        }
+        crate::libclang::Found::Missing => false,
     }
-    let out = Command::new("sh")
-        .args(["-c", "ldconfig -p | grep -q 'libclang.*\\.so'"])
-        .status();
-    if matches!(out, Ok(s) if s.success()) {
-        return true;
+}
+
+/// The major version `java -version` reports (`openjdk version "17.0.15"`, `"1.8.0_392"` is 8).
+pub fn java_major(version_output: &str) -> Option<u32> {
+    let quoted = version_output.split('"').nth(1)?;
+    let mut parts = quoted.split(['.', '-', '+', '_']);
+    match parts.next()?.parse().ok()? {
+        1 => parts.next()?.parse().ok(),
+        major => Some(major),
     }
-    // Debian keeps libclang outside the linker cache.
-    std::fs::read_dir("/usr/lib")
-        .map(|entries| {
-            entries.flatten().any(|e| {
-                let lib = e.path().join("lib");
-                e.file_name().to_string_lossy().starts_with("llvm-")
-                    && std::fs::read_dir(lib)
-                        .map(|l| {
-                            l.flatten()
-                                .any(|f| f.file_name().to_string_lossy().starts_with("libclang"))
-                        })
-                        .unwrap_or(false)
-            })
-        })
-        .unwrap_or(false)
+}
+
+fn java_version() -> Option<u32> {
+    let out = Command::new("java").arg("-version").output().ok()?;
+    // `java -version` writes to stderr.
+    java_major(&String::from_utf8_lossy(&out.stderr))
+}
+
+/// Debian's `python3` has the `venv` module but not `ensurepip` (that is `python3-venv`), so
+/// `python3 -m venv --help` works and creating a venv fails: ask for what venv creation imports.
+fn python_venv_works() -> bool {
+    Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn apt_install(packages: &[&str]) -> Result<(), String> {
@@ -97,8 +112,15 @@ pub fn ensure_build_prereqs() -> Result<(), String> {
 /// Java 17+ runs the broker; Maven fetches it from Maven Central.
 pub fn ensure_java_and_maven() -> Result<(), String> {
     let mut missing = Vec::new();
-    if !has_command("java") {
-        missing.push("openjdk-17-jre-headless");
+    // Kafka 4 brokers need Java 17 or later: an older `java` on the PATH is as good as none.
+    match java_version() {
+        Some(v) if v >= 17 => {}
+        found => {
+            if let Some(v) = found {
+                eprintln!("xtask: java {v} is too old for Kafka 4 (17 or later)");
+            }
+            missing.push("openjdk-17-jre-headless");
+        }
     }
     if !has_command("mvn") {
         missing.push("maven");
@@ -123,14 +145,23 @@ pub fn ensure_test_tools() -> Result<(), String> {
 /// Python 3 with `venv` (Debian splits it into `python3-venv`): the Quix Streams peer of the
 /// benchmark lives in a virtualenv.
 pub fn ensure_python_venv() -> Result<(), String> {
-    let works = std::process::Command::new("python3")
-        .args(["-m", "venv", "--help"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if works {
+    if python_venv_works() {
         return Ok(());
     }
     apt_install(&["python3", "python3-venv"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::java_major;
+
+    #[test]
+    fn java_versions() {
+        let v17 = "openjdk version \"17.0.15\" 2025-04-15\nOpenJDK Runtime Environment";
+        assert_eq!(java_major(v17), Some(17));
+        assert_eq!(java_major("openjdk version \"1.8.0_392\""), Some(8));
+        assert_eq!(java_major("openjdk version \"21\" 2023-09-19"), Some(21));
+        assert_eq!(java_major("openjdk version \"11.0.2-ea\""), Some(11));
+        assert_eq!(java_major("garbage"), None);
+    }
 }

@@ -10,6 +10,7 @@
 //! - `expr.rs`: the arithmetic expressions of `map.derive`;
 //! - `interpolate.rs`: `${VAR}`, `${VAR:-default}`, `${VAR:?message}` in job files;
 //! - `load.rs`: reading, parsing and validating, with positions in every error;
+//! - `structure.rs`: every unknown key, wrong type and missing key of a file, not just the first;
 //! - `runtime.rs`: per-process settings (CLI flags > `WEIR_*` variables > the job file).
 
 mod duration;
@@ -18,9 +19,10 @@ mod interpolate;
 mod job;
 mod load;
 mod runtime;
+mod structure;
 
 pub use duration::Duration;
 pub use expr::{BinOp, Expr, ExprError};
 pub use job::*;
-pub use load::{error_at, load_job, parse_job, toml_error, ConfigError, ConfigErrors};
+pub use load::{deserialize_toml, error_at, load_job, parse_job, ConfigError, ConfigErrors};
 pub use runtime::{RuntimeConfig, RuntimeOverrides};

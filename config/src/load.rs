@@ -87,8 +87,7 @@ pub fn parse_job(
     let resolved = interpolate(text, env).map_err(|errs| {
         ConfigErrors(errs.into_iter().map(|e| at(e.offset, e.message)).collect())
     })?;
-    let job: Job = toml::from_str(&resolved)
-        .map_err(|e| ConfigErrors(vec![toml_error(file, &resolved, &e)]))?;
+    let job: Job = deserialize_toml(file, &resolved)?;
     let mut errors = Vec::new();
     validate(
         &job,
@@ -122,11 +121,21 @@ pub fn error_at(file: &str, text: &str, offset: usize, message: String) -> Confi
     }
 }
 
-/// A TOML parse or type error as a `FILE:LINE:COL` error, worded as the job loader words it
-/// (unknown keys come with the closest known key).
-pub fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
-    let offset = e.span().map(|s| s.start).unwrap_or(0);
-    error_at(file, text, offset, tidy_toml_message(e.message()))
+/// Deserializes a TOML file read like job files (job files, drill scenarios): every unknown key,
+/// wrong type and missing key as a `FILE:LINE:COL` error in file order, worded as the job loader
+/// words them (unknown keys come with the closest known key).
+pub fn deserialize_toml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, ConfigErrors> {
+    crate::structure::deserialize_all(text).map_err(|errs| {
+        let mut errs: Vec<ConfigError> = errs
+            .into_iter()
+            .map(|(span, message)| error_at(file, text, span.start, tidy_toml_message(&message)))
+            .collect();
+        errs.sort_by_key(|e| (e.line, e.col));
+        ConfigErrors(errs)
+    })
 }
 
 /// 1-based line and column (in characters) of a byte offset.

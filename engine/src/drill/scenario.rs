@@ -7,7 +7,7 @@ use serde_spanned::Spanned;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use weir_config::{error_at, toml_error, ConfigError, ConfigErrors, Duration, Guarantee};
+use weir_config::{deserialize_toml, error_at, ConfigError, ConfigErrors, Duration, Guarantee};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -398,8 +398,7 @@ pub fn load(path: &Path, quick: bool) -> Result<Plan, ConfigErrors> {
 /// Parses and validates scenario text (`path` names it in errors and anchors relative paths).
 pub fn parse(path: &Path, text: &str, quick: bool) -> Result<Plan, ConfigErrors> {
     let file = path.display().to_string();
-    let scenario: Scenario =
-        toml::from_str(text).map_err(|e| ConfigErrors(vec![toml_error(&file, text, &e)]))?;
+    let scenario: Scenario = deserialize_toml(&file, text)?;
     let mut errors = Vec::new();
     let mut report = |span: Range<usize>, message: String| {
         errors.push(error_at(&file, text, span.start, message));

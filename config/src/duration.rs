@@ -8,6 +8,11 @@ use std::fmt;
 pub struct Duration(pub std::time::Duration);
 
 impl Duration {
+    /// The longest duration a job may name: 100 years (36500d). Event times and window bounds are
+    /// i64 milliseconds; a duration this long still leaves every sum with a plausible time far
+    /// from overflow, and a longer one is a typo (`"18446744073709551615ms"`).
+    pub const MAX_MS: u64 = 36_500 * 86_400_000;
+
     pub fn from_millis(ms: u64) -> Self {
         Duration(std::time::Duration::from_millis(ms))
     }
@@ -71,8 +76,12 @@ impl std::str::FromStr for Duration {
                 )
                 .ok_or("duration too large")?;
         }
-        let ms = u64::try_from(total).map_err(|_| format!("bad duration {s:?}: too large"))?;
-        Ok(Duration::from_millis(ms))
+        if total > u128::from(Duration::MAX_MS) {
+            return Err(format!(
+                "bad duration {s:?}: longer than 100 years (36500d), the longest a job may name"
+            ));
+        }
+        Ok(Duration::from_millis(total as u64))
     }
 }
 
@@ -132,6 +141,15 @@ mod tests {
             .contains("unknown unit"));
         assert!("h".parse::<Duration>().is_err());
         assert!("99999999999999999999999d".parse::<Duration>().is_err());
+        assert!("18446744073709551615ms"
+            .parse::<Duration>()
+            .unwrap_err()
+            .contains("longer than 100 years"));
+        assert!("36501d".parse::<Duration>().is_err());
+        assert_eq!(
+            "36500d".parse::<Duration>().unwrap().as_millis(),
+            Duration::MAX_MS
+        );
     }
 
     #[test]

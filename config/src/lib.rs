@@ -24,5 +24,8 @@ mod structure;
 pub use duration::Duration;
 pub use expr::{BinOp, Expr, ExprError};
 pub use job::*;
-pub use load::{deserialize_toml, error_at, load_job, parse_job, ConfigError, ConfigErrors};
+pub use load::{
+    deserialize_toml, error_at, load_job, parse_job, read_bounded, ConfigError, ConfigErrors,
+    MAX_WINDOWS_PER_RECORD,
+};
 pub use runtime::{RuntimeConfig, RuntimeOverrides};

@@ -48,12 +48,12 @@ impl std::error::Error for ConfigErrors {}
 /// Reads and validates a job file, resolving `${VAR}` from the process environment.
 pub fn load_job(path: &Path) -> Result<Job, ConfigErrors> {
     let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = read_bounded(path).map_err(|message| {
         ConfigErrors(vec![ConfigError {
             file: file.clone(),
             line: 1,
             col: 1,
-            message: format!("cannot read: {e}"),
+            message,
         }])
     })?;
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -67,6 +67,36 @@ pub fn load_job(path: &Path) -> Result<Job, ConfigErrors> {
         }])
     })?;
     parse_job(&file, &text, &|name| std::env::var(name).ok())
+}
+
+/// The largest job file read: a real one is a few KiB.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a regular file of at most `MAX_FILE_BYTES`: never a device that reads for ever
+/// (`/dev/zero`), a FIFO that blocks, or a runaway file.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("cannot read: not a regular file".into());
+    }
+    let too_big = || {
+        format!(
+            "cannot read: larger than {} KiB, the most a job file may be",
+            MAX_FILE_BYTES >> 10
+        )
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big());
+    }
+    Ok(bytes)
 }
 
 /// Parses and validates job text; `file` names it in errors, `env` resolves `${VAR}`.
@@ -234,7 +264,9 @@ fn locate(text: &str, table: &str, key: &str) -> Range<usize> {
 }
 
 fn valid_name(name: &str) -> bool {
+    // `.` and `..` would be directories above the state directory.
     !name.is_empty()
+        && !name.chars().all(|c| c == '.')
         && name.len() <= 200
         && name
             .chars()
@@ -246,7 +278,7 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
         report(
             job.name.span(),
             format!(
-                "bad job name {:?}: use 1 to 200 of [a-zA-Z0-9._-]",
+                "bad job name {:?}: use 1 to 200 of [a-zA-Z0-9._-], not only dots",
                 job.name.get_ref()
             ),
         );
@@ -353,7 +385,10 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
                 if !valid_name(a.store.get_ref()) {
                     report(
                         a.store.span(),
-                        format!("bad store name {:?}: use [a-zA-Z0-9._-]", a.store.get_ref()),
+                        format!(
+                            "bad store name {:?}: use [a-zA-Z0-9._-], not only dots",
+                            a.store.get_ref()
+                        ),
                     );
                 }
                 names.need(&a.field, op.span(), report);
@@ -479,6 +514,9 @@ impl Names {
     }
 }
 
+/// Hopping windows put each record in size / advance windows: each is a state update per record.
+pub const MAX_WINDOWS_PER_RECORD: u64 = 1_000;
+
 fn check_window(w: &WindowOp, span: Range<usize>, report: &mut dyn FnMut(Range<usize>, String)) {
     if w.kind == WindowKind::Session {
         match &w.gap {
@@ -532,6 +570,16 @@ fn check_window(w: &WindowOp, span: Range<usize>, report: &mut dyn FnMut(Range<u
                         "advance ({}) must be greater than zero and at most the size ({})",
                         a.get_ref(),
                         size_spanned.get_ref()
+                    ),
+                );
+            } else if size / adv > MAX_WINDOWS_PER_RECORD {
+                report(
+                    a.span(),
+                    format!(
+                        "a window of {} advancing by {} holds every record in {} windows; at most {MAX_WINDOWS_PER_RECORD}",
+                        size_spanned.get_ref(),
+                        a.get_ref(),
+                        size / adv
                     ),
                 );
             } else if !size.is_multiple_of(adv) {

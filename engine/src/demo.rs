@@ -207,6 +207,9 @@ fn demo(duration: Duration, http: Option<String>, meters: u32, hours: u32) -> an
         .map_err(|_| anyhow::anyhow!("the worker panicked"))?;
     let _ = std::fs::remove_dir_all(&state_dir);
     worker_result?;
+    // Every client goes before the cluster it talks to (a client left behind logs connection
+    // errors once the cluster is gone), and the verdict is the last line.
+    drop(consumer);
     drop(cluster);
     Ok(verify(&sent, &results))
 }

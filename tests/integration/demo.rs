@@ -31,6 +31,26 @@ fn mock_demo_prints_hourly_averages_and_verifies_them() {
         "{stdout}"
     );
     assert!(stdout.contains("verified 30 windows"), "{stdout}");
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("verified 30 windows")),
+        "the verdict is the last line:\n{stdout}"
+    );
+    // A successful run is quiet: no librdkafka or weir warning or error, on either stream.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let noisy: Vec<&str> = stdout
+        .lines()
+        .chain(stderr.lines())
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+        .collect();
+    assert!(
+        noisy.is_empty(),
+        "a successful demo printed:\n{}",
+        noisy.join("\n")
+    );
 }
 
 #[test]

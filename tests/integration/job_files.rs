@@ -128,3 +128,32 @@ fn describe_shows_the_flagship_topology_as_text_and_dot() {
         "{dot}"
     );
 }
+
+#[test]
+fn validate_refuses_devices_fifos_and_huge_files_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("job.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(&huge, "# padding\n".repeat(200_000)).unwrap();
+    for (path, want) in [
+        (
+            "/dev/zero".to_string(),
+            "/dev/zero:1:1: cannot read: not a regular file",
+        ),
+        (
+            fifo.display().to_string(),
+            "job.fifo:1:1: cannot read: not a regular file",
+        ),
+        (
+            huge.display().to_string(),
+            "huge.toml:1:1: cannot read: larger than 1024 KiB",
+        ),
+    ] {
+        // A FIFO with no writer would block a reader for ever: the test would hang, not fail.
+        let (code, out) = weir(&["validate", &path]);
+        assert_eq!(code, 1, "{path}: {out}");
+        assert!(out.contains(want), "{path}: {out}");
+    }
+}

@@ -7,7 +7,9 @@ use serde_spanned::Spanned;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use weir_config::{deserialize_toml, error_at, ConfigError, ConfigErrors, Duration, Guarantee};
+use weir_config::{
+    deserialize_toml, error_at, read_bounded, ConfigError, ConfigErrors, Duration, Guarantee,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -375,14 +377,17 @@ fn base_dir(file: &Path) -> PathBuf {
 /// Reads and validates a scenario file; `quick` applies its `[quick]` table.
 pub fn load(path: &Path, quick: bool) -> Result<Plan, ConfigErrors> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let cannot = |message: String| {
         ConfigErrors(vec![ConfigError {
             file: file.clone(),
             line: 1,
             col: 1,
-            message: format!("cannot read: {e}"),
+            message,
         }])
-    })?;
+    };
+    let bytes = read_bounded(path).map_err(cannot)?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| cannot("the file is not valid UTF-8".into()))?;
     let plan = parse(path, &text, quick)?;
     if !plan.job_file.exists() {
         return Err(ConfigErrors(vec![error_at(

@@ -70,6 +70,41 @@ pub struct SourceConfig {
     pub timestamp_field: Option<String>,
     #[serde(default)]
     pub timestamp_format: TimestampFormat,
+    /// How far event time may be from processing time; a record outside is a bad record.
+    #[serde(default)]
+    pub max_event_time_skew: EventTimeSkew,
+}
+
+/// The plausible range of event time around processing time (the wall clock when the record is
+/// read). A record outside it, say a timestamp in microseconds where milliseconds were expected,
+/// would move stream time far ahead and make every later record late: it is a bad record instead,
+/// under the job's `bad_records` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTimeSkew {
+    /// How far behind processing time (replays of old data stay well inside the default 100 years).
+    #[serde(default = "default_skew_past")]
+    pub past: Duration,
+    /// How far ahead of processing time (producers' clocks drift; default 1 day).
+    #[serde(default = "default_skew_future")]
+    pub future: Duration,
+}
+
+fn default_skew_past() -> Duration {
+    Duration::from_millis(Duration::MAX_MS)
+}
+
+fn default_skew_future() -> Duration {
+    Duration::from_millis(86_400_000)
+}
+
+impl Default for EventTimeSkew {
+    fn default() -> Self {
+        EventTimeSkew {
+            past: default_skew_past(),
+            future: default_skew_future(),
+        }
+    }
 }
 
 /// One step of the pipeline, written as a table with a single key naming the operator:

@@ -1,12 +1,31 @@
 //! Readiness: a worker is ready when it has joined its group and every task it owns is running.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-#[derive(Default)]
 pub struct Health {
     inner: Mutex<HealthState>,
+    /// When the worker's loop last turned (ms since `born`): liveness.
+    beat_ms: AtomicU64,
+    born: Instant,
 }
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            inner: Mutex::default(),
+            beat_ms: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
+}
+
+/// A loop that has not turned for this long is stuck (a blocked write, a deadlock): `/livez` fails
+/// so that an orchestrator restarts the process. Longer than any single step may take (a commit
+/// waits at most 30 s for its flush; a restore batch and a rejoin pause are far shorter).
+pub const STUCK_AFTER: Duration = Duration::from_secs(120);
 
 #[derive(Default)]
 struct HealthState {
@@ -17,6 +36,27 @@ struct HealthState {
 }
 
 impl Health {
+    /// The worker's loop turned.
+    pub fn beat(&self) {
+        self.beat_ms
+            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// `Some(why)` when the loop has not turned for `STUCK_AFTER` (before the first beat, the
+    /// process is starting and counts as live).
+    pub fn stuck(&self) -> Option<String> {
+        let last = self.beat_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            return None;
+        }
+        let silent = self
+            .born
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last));
+        (silent >= STUCK_AFTER)
+            .then(|| format!("the worker loop has not turned for {}s", silent.as_secs()))
+    }
+
     pub fn set_joined(&self) {
         self.inner.lock().unwrap().joined = true;
     }

@@ -50,7 +50,14 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, health: Arc<Hea
                     "text/plain; version=0.0.4; charset=utf-8",
                     metrics.render(),
                 ),
-                ("GET", "/livez") => ("200 OK", "text/plain", "ok\n".to_string()),
+                ("GET", "/livez") => match health.stuck() {
+                    None => ("200 OK", "text/plain", "ok\n".to_string()),
+                    Some(why) => (
+                        "503 Service Unavailable",
+                        "text/plain",
+                        format!("stuck: {why}\n"),
+                    ),
+                },
                 ("GET", "/readyz") => match health.not_ready_reason() {
                     None => ("200 OK", "text/plain", "ready\n".to_string()),
                     Some(why) => (

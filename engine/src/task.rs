@@ -43,6 +43,7 @@ impl TaskState {
                 | (Created, Running)
                 | (Restoring, Running)
                 | (Restoring, Suspended)
+                | (Restoring, Failed)
                 | (Running, Failed)
                 | (Running, Suspended)
                 | (Failed, Suspended)
@@ -64,6 +65,9 @@ pub struct Restore {
     pub batch: Vec<WriteOp>,
     pub started: Instant,
     pub wiped: bool,
+    /// Keys whose latest changelog value does not decode (a later value or tombstone of the key
+    /// takes it off): state the restore cannot rebuild.
+    pub undecodable: std::collections::BTreeSet<Vec<u8>>,
 }
 
 pub struct Task {

@@ -21,17 +21,17 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_config::{
     AggregateFn, BadRecordPolicy, Guarantee, Job, RuntimeConfig, SinkKind, WindowOp,
 };
-use weir_operators::{open_window_aggregate, Decoder, Emit, Forward, Program};
+use weir_operators::{check_state_entry, open_window_aggregate, Decoder, Emit, Forward, Program};
 use weir_state::{
     encode_input_offsets, written_by_committed_cycle, Checkpoint, CheckpointError, SharedResources,
-    Store, TaskDir, INPUT_OFFSETS_HEADER,
+    Store, StoreError, TaskDir, INPUT_OFFSETS_HEADER,
 };
 
 /// What the windowed part of a job needs at run time.
@@ -77,6 +77,10 @@ pub(crate) struct Core {
     /// read_uncommitted client for high watermarks.
     watermarks: BaseConsumer,
     restore_assignment_stale: bool,
+    /// An assignment that could not be carried out (e.g. a task directory still locked), or a
+    /// state store that failed under a record: the worker gives up every task and its uncommitted
+    /// work (nothing more is committed), leaves the group and joins again after a pause.
+    rejoin_because: Option<String>,
     resources: SharedResources,
     pub(crate) metrics: Arc<Metrics>,
     health: Arc<Health>,
@@ -132,6 +136,8 @@ impl ConsumerContext for WorkerContext {
                 if let Err(e) = core.assign(consumer, tpl) {
                     tracing::error!("assigning partitions: {e:#}");
                     core.health.set_fatal(format!("assignment failed: {e:#}"));
+                    // Half an assignment is no state to run in: the main loop rejoins.
+                    core.rejoin_because = Some(format!("the assignment failed: {e:#}"));
                 }
                 // Only now: readiness must never see the member joined with tasks not yet listed.
                 core.health.set_joined();
@@ -161,6 +167,38 @@ pub(crate) fn send(
     }
 }
 
+/// A task directory's lock: its previous owner in this process (a revoked task still closing) or
+/// another process on the host may hold it for a moment; ask a few times before giving up.
+fn lock_task_dir(state_dir: &Path, job: &str, p: i32) -> anyhow::Result<TaskDir> {
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..5 {
+        match TaskDir::lock(state_dir, job, p) {
+            Ok(d) => return Ok(d),
+            Err(e) => tracing::warn!(partition = p, "{e}; trying again in {wait:?}"),
+        }
+        std::thread::sleep(wait);
+        wait *= 2;
+    }
+    TaskDir::lock(state_dir, job, p).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Opens a store, asking again a few times while the error is transient (see
+/// `StoreError::is_transient`).
+fn open_store(path: &Path, resources: &SharedResources) -> Result<Store, StoreError> {
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..5 {
+        match Store::open(path, resources) {
+            Err(e) if e.is_transient() => {
+                tracing::warn!("opening {}: {e}; trying again in {wait:?}", path.display());
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    Store::open(path, resources)
+}
+
 fn tpl_of(topics: &[String], partitions: &[i32]) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     for t in topics {
@@ -172,14 +210,21 @@ fn tpl_of(topics: &[String], partitions: &[i32]) -> TopicPartitionList {
 }
 
 /// Adds one record to its task's window aggregation, counting it if it was late.
-fn aggregate(task: &mut Task, p: i32, key: &str, ts: i64, value: f64, out: &mut Vec<Emit>) {
+/// Adds a record to the task's window state. A store error is no bad record: it is returned, and
+/// the record is neither counted nor dropped.
+fn aggregate(
+    task: &mut Task,
+    key: &str,
+    ts: i64,
+    value: f64,
+    out: &mut Vec<Emit>,
+) -> Result<(), StoreError> {
     if let (Some(agg), Some(store)) = (task.agg.as_mut(), task.store.as_ref()) {
-        match agg.process(store, key, ts, value, out) {
-            Ok(true) => {}
-            Ok(false) => task.counters.late.inc(),
-            Err(e) => tracing::error!(partition = p, "state store read failed: {e}"),
+        if !agg.process(store, key, ts, value, out)? {
+            task.counters.late.inc();
         }
     }
+    Ok(())
 }
 
 /// The repartition topic's record value: event time and the aggregated value (the key is the
@@ -283,10 +328,12 @@ impl Core {
         let store_name = window.store.clone();
         let mut to_pause = Vec::new();
         for &p in &new {
-            let dir = TaskDir::lock(&self.state_dir, &self.job_name, p)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let store = match Store::open(&dir.db_path(), &self.resources) {
+            let dir = lock_task_dir(&self.state_dir, &self.job_name, p)?;
+            let store = match open_store(&dir.db_path(), &self.resources) {
                 Ok(s) => s,
+                Err(e) if e.is_transient() => {
+                    bail!("the store of partition {p} cannot be opened now: {e}")
+                }
                 Err(e) => {
                     tracing::warn!(partition = p, "local store cannot be opened ({e}); wiping it and restoring from {changelog}");
                     Store::destroy(&dir.db_path()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -296,7 +343,7 @@ impl Core {
                 }
             };
             let checkpoint = Checkpoint::read(&dir.checkpoint_path());
-            let (store, from, checkpoint, wiped) = match checkpoint {
+            let (mut store, from, mut checkpoint, mut wiped) = match checkpoint {
                 Ok(cp) if cp.changelog_offsets.contains_key(&store_name) => {
                     let from = cp.changelog_offsets[&store_name];
                     (store, from, Some(cp), false)
@@ -347,7 +394,21 @@ impl Core {
                     }
                 }
             };
-            let from = from.max(low);
+            let mut from = from.max(low);
+            if from > high && checkpoint.is_some() {
+                // The checkpoint is ahead of the changelog: the topic was deleted and made again.
+                // The store holds state of the old topic, and a restore from the checkpoint's
+                // offset would skip the new topic's first records.
+                tracing::warn!(partition = p, "the checkpoint is at {from} of {changelog}, which ends at {high}: the changelog was recreated; wiping the store and restoring all of it");
+                Checkpoint::delete(&dir.checkpoint_path())?;
+                store = store
+                    .wipe(&self.resources)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                self.tasks[&p].counters.wipes.inc();
+                checkpoint = None;
+                wiped = true;
+                from = low;
+            }
             let task = self.tasks.get_mut(&p).expect("just inserted");
             task.dir = Some(dir);
             task.store = Some(store);
@@ -361,6 +422,7 @@ impl Core {
                 batch: Vec::new(),
                 started: Instant::now(),
                 wiped,
+                undecodable: Default::default(),
             });
             self.metrics
                 .restore_remaining
@@ -428,6 +490,7 @@ impl Core {
             return Ok(());
         };
         let changelog = window.changelog.clone();
+        let kind = window.window.kind;
         let restoring: Vec<i32> = self
             .tasks
             .iter()
@@ -488,10 +551,28 @@ impl Core {
                 r.skipped += 1;
                 continue;
             }
-            r.batch.push((
-                msg.key().unwrap_or_default().to_vec(),
-                msg.payload().map(<[u8]>::to_vec),
-            ));
+            let key = msg.key().unwrap_or_default();
+            match msg.payload() {
+                Some(v) => {
+                    if let Err(e) = check_state_entry(kind, key, v) {
+                        if r.undecodable.is_empty() {
+                            tracing::error!(
+                                partition = msg.partition(),
+                                offset = msg.offset(),
+                                "{changelog}: {e}"
+                            );
+                        }
+                        r.undecodable.insert(key.to_vec());
+                        continue;
+                    }
+                    r.undecodable.remove(key);
+                }
+                None => {
+                    r.undecodable.remove(key);
+                }
+            }
+            r.batch
+                .push((key.to_vec(), msg.payload().map(<[u8]>::to_vec)));
         }
         let positions = self.restore_consumer.position().unwrap_or_default();
         for p in restoring {
@@ -555,6 +636,20 @@ impl Core {
         let window = self.window.as_ref().expect("stateful job");
         let task = self.tasks.get_mut(&p).expect("task");
         let r = task.restore.take().expect("restoring");
+        if let Some(example) = r.undecodable.iter().next() {
+            // The changelog is the source of truth: a wipe would replay the same records. The
+            // task does not run on state with holes; it says why.
+            let reason = format!(
+                "{} holds {} key(s) whose latest state does not decode (e.g. {}): the state cannot be rebuilt",
+                window.changelog,
+                r.undecodable.len(),
+                String::from_utf8_lossy(example).escape_debug()
+            );
+            tracing::error!(partition = p, "{reason}");
+            task.failure = Some(reason);
+            self.set_state(p, TaskState::Failed);
+            return Ok(());
+        }
         let store = task.store.as_ref().expect("store");
         store.sync().map_err(|e| anyhow::anyhow!("{e}"))?;
         let cp = Checkpoint {
@@ -657,6 +752,7 @@ impl Core {
         task.last_record_at = Instant::now();
         let payload = msg.payload().unwrap_or_default();
         let from_repartition = self.repartition.as_deref() == Some(msg.topic());
+        let mut store_error = None;
         let result = if let Some(forward) = &self.forward {
             forward
                 .apply(payload, p, msg.offset(), now_ms())
@@ -673,7 +769,7 @@ impl Core {
         } else if from_repartition {
             // Second half of a re-keyed job: the record already went through the steps.
             decode_repartitioned(msg.key(), payload).map(|(key, ts, value)| {
-                aggregate(task, p, key, ts, value, &mut self.emits);
+                store_error = aggregate(task, key, ts, value, &mut self.emits).err();
             })
         } else {
             let program = self.program.as_ref().expect("stateful job");
@@ -693,10 +789,31 @@ impl Core {
                             .push((key, encode_repartitioned(ts, value)));
                     }
                     (Some((key, ts, value)), None) => {
-                        aggregate(task, p, &key, ts, value, &mut self.emits);
+                        store_error = aggregate(task, &key, ts, value, &mut self.emits).err();
                     }
                 })
         };
+        if let Some(e) = store_error {
+            // The task's state cannot be trusted past this record, nor skipped over: nothing of
+            // this cycle is committed, and the worker rejoins (see `rejoin_because`).
+            let reason = format!(
+                "the state store of partition {p} failed at {}[{p}]@{}: {e}",
+                msg.topic(),
+                msg.offset()
+            );
+            tracing::error!("{reason}");
+            if e.0.starts_with("Corruption") {
+                // Damaged local state: without a checkpoint, the next assignment wipes the store
+                // and restores it from the changelog.
+                if let Some(dir) = &task.dir {
+                    Checkpoint::delete(&dir.checkpoint_path())?;
+                }
+            }
+            task.failure = Some(reason.clone());
+            self.set_state(p, TaskState::Failed);
+            self.rejoin_because.get_or_insert(reason);
+            return Ok(());
+        }
         if let Some(topic) = &self.repartition {
             for (key, payload) in self.repartitioned.drain(..) {
                 send(
@@ -792,8 +909,11 @@ impl Core {
         Ok(())
     }
 
-    /// Wall-clock idle close for tasks that received nothing for `close_idle_after`.
-    fn close_idle(&mut self) -> anyhow::Result<()> {
+    /// Wall-clock idle close for tasks that received nothing for `close_idle_after` and are caught
+    /// up: every input partition read to its end, as the partition leader says now. A task that is
+    /// behind (a backlog, a broker that is down or away) is not idle: closing its windows then
+    /// would make the records still to come late.
+    fn close_idle(&mut self, consumer: &GroupConsumer) -> anyhow::Result<()> {
         let Some(idle) = self.window.as_ref().and_then(|w| w.idle_close) else {
             return Ok(());
         };
@@ -803,6 +923,29 @@ impl Core {
             .filter(|t| t.state() == TaskState::Running)
         {
             if task.last_record_at.elapsed() < idle {
+                continue;
+            }
+            let p = task.partition;
+            let behind = task.topics.iter().find_map(|topic| {
+                let next = task
+                    .positions
+                    .get(topic)
+                    .or_else(|| task.committed.get(topic))
+                    .copied();
+                match consumer.fetch_watermarks(topic, p, Duration::from_secs(1)) {
+                    Ok((_, high)) if next.is_some_and(|n| n >= high) || high == 0 => None,
+                    Ok((_, high)) => Some(format!(
+                        "{topic}[{p}] is behind (next {next:?}, end {high})"
+                    )),
+                    Err(e) => Some(format!("{topic}[{p}]: end offset unknown ({e})")),
+                }
+            });
+            if let Some(why) = behind {
+                tracing::debug!(partition = p, "no idle close: {why}");
+                // Ask again in a few seconds, not at every turn of the loop.
+                task.last_record_at = Instant::now()
+                    .checked_sub(idle.saturating_sub(Duration::from_secs(5)))
+                    .unwrap_or_else(Instant::now);
                 continue;
             }
             task.last_record_at = Instant::now();
@@ -821,6 +964,10 @@ impl Core {
         consumer: &GroupConsumer,
         only: Option<&[i32]>,
     ) -> anyhow::Result<()> {
+        if let Some(why) = &self.rejoin_because {
+            // Uncommitted work may hold a half-applied record: none of it may be committed.
+            return Err(anyhow::Error::new(Aborted(why.clone())));
+        }
         let started = Instant::now();
         let partitions: Vec<i32> = self
             .tasks
@@ -1192,6 +1339,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         transactional: job.processing.guarantee == Guarantee::ExactlyOnce,
         watermarks,
         restore_assignment_stale: false,
+        rejoin_because: None,
         resources: SharedResources::new(runtime.block_cache_bytes, runtime.write_buffer_bytes),
         metrics: metrics.clone(),
         health: health.clone(),
@@ -1254,6 +1402,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let commit_interval = job.processing.commit_interval.std();
     let mut next_commit = Instant::now() + commit_interval;
     let mut next_housekeeping = Instant::now();
+    let mut rejoin_backoff = Duration::ZERO;
     let result = (|| -> anyhow::Result<()> {
         while !shutdown.load(Ordering::Relaxed) {
             let restoring = core
@@ -1271,6 +1420,8 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             match polled {
                 Some(Ok(msg)) => {
                     let started = Instant::now();
+                    // Processing time for the event-time plausibility check, once per batch.
+                    c.decoder.set_processing_time(now_ms());
                     c.process(&consumer, &msg)?;
                     drop(msg);
                     // Drain what is already fetched without blocking, lock held: no callbacks
@@ -1309,9 +1460,34 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                     Duration::ZERO
                 },
             )?;
+            health.beat();
+            if let Some(why) = c.rejoin_because.take() {
+                rejoin_backoff =
+                    (rejoin_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+                tracing::warn!(
+                    "{why}: closing every task, rejoining the group in {:.0?}",
+                    rejoin_backoff
+                );
+                health.set_fatal(why);
+                c.restart_after_abort()?;
+                drop(c);
+                consumer.unsubscribe();
+                let until = Instant::now() + rejoin_backoff;
+                while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
+                    health.beat();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                consumer
+                    .subscribe(&subscribed)
+                    .context("subscribing again")?;
+                continue;
+            }
+            if c.tasks.values().any(|t| t.state() == TaskState::Running) {
+                rejoin_backoff = Duration::ZERO;
+            }
             let now = Instant::now();
             if now >= next_housekeeping {
-                c.close_idle()?;
+                c.close_idle(&consumer)?;
                 c.update_gauges();
                 c.producer.poll(Duration::ZERO);
                 next_housekeeping = now + Duration::from_millis(200);
@@ -1328,6 +1504,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                         return Err(e);
                     }
                     tracing::warn!("{e:#}: closing every task and rejoining the group");
+                    c.rejoin_because = None;
                     c.restart_after_abort()?;
                     drop(c);
                     consumer.unsubscribe();

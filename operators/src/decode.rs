@@ -38,6 +38,11 @@ pub struct Decoder {
     csv_key: Option<usize>,
     csv_ts: Option<usize>,
     csv_values: Vec<usize>,
+    /// The plausible event times: `[now - max_past_ms, now + max_future_ms]`.
+    max_past_ms: i64,
+    max_future_ms: i64,
+    /// Processing time, ms since the epoch: set by the engine once per batch of records.
+    now_ms: i64,
 }
 
 impl Decoder {
@@ -73,7 +78,37 @@ impl Decoder {
             csv_key,
             csv_ts,
             csv_values,
+            max_past_ms: source.max_event_time_skew.past.as_millis() as i64,
+            max_future_ms: source.max_event_time_skew.future.as_millis() as i64,
+            now_ms: crate::time::wall_clock_ms(),
         })
+    }
+
+    /// Processing time for the records decoded next (the wall clock, read once per batch).
+    pub fn set_processing_time(&mut self, now_ms: i64) {
+        self.now_ms = now_ms;
+    }
+
+    /// Event time outside `source.max_event_time_skew` around processing time is an error.
+    pub fn check_event_time(&self, ts_ms: i64) -> Result<i64, DecodeError> {
+        let earliest = self.now_ms.saturating_sub(self.max_past_ms);
+        let latest = self.now_ms.saturating_add(self.max_future_ms);
+        let off = |a: i64, b: i64| weir_config::Duration::from_millis(a.abs_diff(b));
+        if ts_ms > latest {
+            return Err(DecodeError(format!(
+                "event time {ts_ms} is {} ahead of processing time, beyond source.max_event_time_skew.future ({})",
+                off(ts_ms, self.now_ms),
+                weir_config::Duration::from_millis(self.max_future_ms as u64)
+            )));
+        }
+        if ts_ms < earliest {
+            return Err(DecodeError(format!(
+                "event time {ts_ms} is {} behind processing time, beyond source.max_event_time_skew.past ({})",
+                off(ts_ms, self.now_ms),
+                weir_config::Duration::from_millis(self.max_past_ms as u64)
+            )));
+        }
+        Ok(ts_ms)
     }
 
     /// Decodes one record. `kafka_key` and `kafka_ts` are used when the job names no key or
@@ -122,6 +157,7 @@ impl Decoder {
                 kafka_ts.ok_or_else(|| DecodeError("record has no Kafka timestamp".into()))?
             }
         };
+        let ts_ms = self.check_event_time(ts_ms)?;
         let values = ex
             .values
             .into_iter()
@@ -367,7 +403,68 @@ mod tests {
             key_field: Some("meter_id".into()),
             timestamp_field: Some("ts".into()),
             timestamp_format: ts_format,
+            max_event_time_skew: Default::default(),
         }
+    }
+
+    #[test]
+    fn event_times_outside_the_plausible_range_are_bad_records() {
+        let mut d = Decoder::new(
+            &source(Format::Json, TimestampFormat::UnixMs),
+            vec!["kwh".into()],
+        )
+        .unwrap();
+        let now = 1_764_547_200_000; // 2025-12-01
+        d.set_processing_time(now);
+        let rec = |ts: &str| format!(r#"{{"meter_id":"m","ts":{ts},"kwh":1}}"#);
+        assert_eq!(
+            d.decode(rec("1764540000000").as_bytes(), None, None)
+                .unwrap()
+                .ts_ms,
+            1_764_540_000_000
+        );
+        // Microseconds where milliseconds were expected: 56,000 years ahead.
+        let err = d
+            .decode(rec("1764540000000000").as_bytes(), None, None)
+            .unwrap_err();
+        assert!(
+            err.0.contains(
+                "ahead of processing time, beyond source.max_event_time_skew.future (1d)"
+            ),
+            "{err}"
+        );
+        for absurd in [
+            "1e300",
+            "-1e300",
+            "9223372036854775807",
+            "-9223372036854775808",
+        ] {
+            assert!(
+                d.decode(rec(absurd).as_bytes(), None, None).is_err(),
+                "{absurd}"
+            );
+        }
+        // A day and a bit ahead is out; a day is in.
+        assert!(d
+            .decode(rec(&(now + 86_400_001).to_string()).as_bytes(), None, None)
+            .is_err());
+        assert!(d
+            .decode(rec(&(now + 86_400_000).to_string()).as_bytes(), None, None)
+            .is_ok());
+        // The Kafka timestamp is checked too.
+        let mut no_ts = source(Format::Json, TimestampFormat::UnixMs);
+        no_ts.timestamp_field = None;
+        no_ts.max_event_time_skew.past = weir_config::Duration::from_millis(3_600_000);
+        let mut d = Decoder::new(&no_ts, vec!["kwh".into()]).unwrap();
+        d.set_processing_time(now);
+        let payload = br#"{"meter_id":"m","kwh":1}"#;
+        assert!(d.decode(payload, None, Some(now - 3_600_000)).is_ok());
+        let err = d.decode(payload, None, Some(now - 3_600_001)).unwrap_err();
+        assert!(
+            err.0
+                .contains("behind processing time, beyond source.max_event_time_skew.past (1h)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -26,6 +26,40 @@ pub use session::SessionAggregate;
 pub use window::{WindowKey, Windowing};
 pub use windowed::{Emit, StoreAccess, WindowedAggregate};
 
+/// Checks that one state entry (as a changelog record carries it) decodes for a store of this kind
+/// of window: a restore applies nothing it could not read back.
+pub fn check_state_entry(
+    kind: weir_config::WindowKind,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(), weir_state::StoreError> {
+    let bad = |what: &str| Err(windowed::undecodable(what, key, value));
+    if key == window::META_STREAM_TIME {
+        return if value.len() == 8 {
+            Ok(())
+        } else {
+            bad("the stream time entry")
+        };
+    }
+    let session = kind == weir_config::WindowKind::Session;
+    match key.first() {
+        Some(0x01) if WindowKey::decode(key).is_none() => bad("a window key"),
+        Some(0x01) if session => {
+            if value.is_empty() {
+                Ok(())
+            } else {
+                bad("a session end index entry")
+            }
+        }
+        Some(0x01) => match Agg::decode(value) {
+            Some(_) => Ok(()),
+            None => bad("a window aggregate"),
+        },
+        Some(0x03) if session => session::check_sessions(key, value),
+        _ => bad("an entry of no known kind"),
+    }
+}
+
 /// A windowed aggregation as the engine drives it: time windows or sessions.
 pub trait WindowAggregate: Send {
     /// Adds one record; false when it was late (dropped). Results due now go to `out`.
@@ -119,4 +153,35 @@ pub fn open_window_aggregate(
             cache_bytes,
         )?),
     })
+}
+
+#[cfg(test)]
+mod state_entry_tests {
+    use super::*;
+    use weir_config::WindowKind;
+
+    #[test]
+    fn every_kind_of_state_entry_is_checked() {
+        let agg = Agg::new(1.5).encode();
+        let wk = WindowKey::encode(3_600_000, "m1");
+        assert!(check_state_entry(WindowKind::Tumbling, &wk, &agg).is_ok());
+        assert!(check_state_entry(WindowKind::Tumbling, &wk, b"junk").is_err());
+        assert!(check_state_entry(
+            WindowKind::Tumbling,
+            b"\x00stream_time",
+            &7i64.to_be_bytes()
+        )
+        .is_ok());
+        assert!(check_state_entry(WindowKind::Hopping, b"\x00stream_time", b"123").is_err());
+        assert!(check_state_entry(WindowKind::Tumbling, b"\x09what", b"").is_err());
+        // Window keys whose record key is not UTF-8.
+        let mut bad_key = WindowKey::encode(0, "");
+        bad_key.push(0xff);
+        assert!(check_state_entry(WindowKind::Tumbling, &bad_key, &agg).is_err());
+        // Sessions: the end index is empty, the session list is bincode.
+        assert!(check_state_entry(WindowKind::Session, &wk, b"").is_ok());
+        assert!(check_state_entry(WindowKind::Session, &wk, &agg).is_err());
+        assert!(check_state_entry(WindowKind::Session, b"\x03m1", b"\xff\xff").is_err());
+        assert!(check_state_entry(WindowKind::Tumbling, b"\x03m1", b"").is_err());
+    }
 }

@@ -28,6 +28,13 @@ struct Session {
     agg: Agg,
 }
 
+/// A key's session list, as the store and the changelog hold it, decodes.
+pub(crate) fn check_sessions(key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    bincode::deserialize::<Vec<Session>>(value)
+        .map(|_| ())
+        .map_err(|_| crate::windowed::undecodable("the sessions of a key", key, value))
+}
+
 fn sessions_key(key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + key.len());
     k.push(SESSIONS_PREFIX);
@@ -121,10 +128,12 @@ impl SessionAggregate {
         if self.cache.contains_key(key) {
             return Ok(());
         }
-        let sessions: Vec<Session> = store
-            .get(&sessions_key(key))?
-            .and_then(|b| bincode::deserialize(&b).ok())
-            .unwrap_or_default();
+        let k = sessions_key(key);
+        let sessions: Vec<Session> = match store.get(&k)? {
+            Some(b) => bincode::deserialize(&b)
+                .map_err(|_| crate::windowed::undecodable("the sessions of a key", &k, &b))?,
+            None => Vec::new(),
+        };
         for s in &sessions {
             self.cached_ends.insert((s.end, key.to_string()));
         }
@@ -214,10 +223,10 @@ impl SessionAggregate {
         let limit_key = start_prefix(limit);
         let mut keys: BTreeSet<String> = BTreeSet::new();
         for (k, _) in store.scan(&start_prefix(i64::MIN), &limit_key)? {
-            if let Some(wk) = WindowKey::decode(&k) {
-                if !self.cache.contains_key(&wk.key) {
-                    keys.insert(wk.key);
-                }
+            let wk = WindowKey::decode(&k)
+                .ok_or_else(|| crate::windowed::undecodable("a session end index key", &k, &[]))?;
+            if !self.cache.contains_key(&wk.key) {
+                keys.insert(wk.key);
             }
         }
         keys.extend(

@@ -34,14 +34,18 @@ impl Windowing {
         }
     }
 
-    /// Starts of every window containing `ts`, oldest first.
+    /// Starts of every window containing `ts`, oldest first. Computed in i128: no input overflows
+    /// (a window whose start is not an i64 is left out; the decoder keeps event time far from that).
     pub fn windows_for(&self, ts: i64) -> impl Iterator<Item = i64> + '_ {
-        let last = ts.div_euclid(self.advance_ms) * self.advance_ms;
-        let first = last - (self.size_ms / self.advance_ms - 1) * self.advance_ms;
+        let (size, advance) = (i128::from(self.size_ms), i128::from(self.advance_ms).max(1));
+        let ts = i128::from(ts);
+        let last = ts.div_euclid(advance) * advance;
+        let first = last - (size / advance - 1).max(0) * advance;
         (0..)
-            .map(move |i| first + i * self.advance_ms)
+            .map(move |i| first + i * advance)
             .take_while(move |&s| s <= last)
-            .filter(move |&s| ts < s + self.size_ms)
+            .filter(move |&s| ts < s + size)
+            .filter_map(|s| i64::try_from(s).ok())
     }
 
     /// True when the window starting at `start` is closed at `stream_time`.
@@ -135,6 +139,25 @@ mod tests {
             })
         );
         assert!(META_STREAM_TIME < &a[..]);
+    }
+
+    #[test]
+    fn no_event_time_overflows_window_arithmetic() {
+        let hopping = Windowing {
+            size_ms: H,
+            advance_ms: H / 4,
+            grace_ms: 36_500 * 24 * H,
+        };
+        for ts in [i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX] {
+            let starts: Vec<i64> = hopping.windows_for(ts).collect();
+            assert!(starts.len() <= 4, "{ts}: {starts:?}");
+            assert!(starts.iter().all(|&s| s <= ts), "{ts}: {starts:?}");
+            for &s in &starts {
+                let _ = hopping.is_closed(s, ts);
+            }
+            let _ = hopping.closed_before(ts);
+        }
+        assert_eq!(hopping.windows_for(i64::MAX).count(), 4);
     }
 
     #[test]

@@ -46,8 +46,24 @@ impl StoreAccess for Store {
 pub(crate) fn stored_stream_time(store: &dyn StoreAccess) -> Result<i64, StoreError> {
     Ok(match store.get(META_STREAM_TIME)? {
         Some(b) if b.len() == 8 => i64::from_be_bytes(b[..8].try_into().unwrap()),
-        _ => i64::MIN,
+        Some(b) => return Err(undecodable("the stream time entry", META_STREAM_TIME, &b)),
+        None => i64::MIN,
     })
+}
+
+/// An entry of the store that does not decode: damaged state, never taken as absent (a window
+/// would start again at count 1, or stream time go back and closed windows reopen).
+pub(crate) fn undecodable(what: &str, key: &[u8], value: &[u8]) -> StoreError {
+    StoreError(format!(
+        "Corruption: {what} (key {}) does not decode ({} bytes)",
+        String::from_utf8_lossy(key).escape_debug(),
+        value.len()
+    ))
+}
+
+/// An aggregate read from the store.
+fn decode_agg(key: &[u8], value: &[u8]) -> Result<Agg, StoreError> {
+    Agg::decode(value).ok_or_else(|| undecodable("a window aggregate", key, value))
 }
 
 /// The oldest window start in the store.
@@ -74,7 +90,13 @@ fn result(
     agg: &Agg,
     wk: WindowKey,
 ) -> Emit {
-    let value = agg.to_json(key_name, &wk.key, wk.start, wk.start + size_ms, functions);
+    let value = agg.to_json(
+        key_name,
+        &wk.key,
+        wk.start,
+        wk.start.saturating_add(size_ms),
+        functions,
+    );
     Emit {
         key: wk.key,
         window_start: wk.start,
@@ -166,7 +188,7 @@ impl WindowedAggregate {
             let entry = match self.cache.get_mut(&k) {
                 Some(e) => e,
                 None => {
-                    let agg = store.get(&k)?.and_then(|b| Agg::decode(&b));
+                    let agg = store.get(&k)?.map(|b| decode_agg(&k, &b)).transpose()?;
                     self.cache.entry(k).or_insert(Entry { agg, dirty: false })
                 }
             };
@@ -214,7 +236,11 @@ impl WindowedAggregate {
             .map(|k| k.start)
             .max();
         if let Some(newest) = newest_store.into_iter().chain(newest_cache).max() {
-            self.advance_stream_time(newest + self.windowing.size_ms + self.windowing.grace_ms);
+            self.advance_stream_time(
+                newest
+                    .saturating_add(self.windowing.size_ms)
+                    .saturating_add(self.windowing.grace_ms),
+            );
         }
         self.close_due(store, out)
     }
@@ -238,7 +264,10 @@ impl WindowedAggregate {
         for (k, v) in store.scan(&start_prefix(i64::MIN), &limit_key)? {
             match self.cache.get(&k) {
                 Some(_) => {}
-                None => closing.push((k, Agg::decode(&v), false)),
+                None => {
+                    let agg = decode_agg(&k, &v)?;
+                    closing.push((k, Some(agg), false))
+                }
             }
         }
         for (k, e) in &self.cache {
@@ -248,7 +277,8 @@ impl WindowedAggregate {
         }
         closing.sort_by(|a, b| a.0.cmp(&b.0));
         for (k, agg, changed) in closing {
-            if let (Some(agg), Some(wk)) = (agg, WindowKey::decode(&k)) {
+            let wk = WindowKey::decode(&k).ok_or_else(|| undecodable("a window key", &k, &[]))?;
+            if let Some(agg) = agg {
                 // on_update: the last change of a window reaches the sink even when it closes
                 // before the commit that would have emitted it.
                 if self.emit == EmitMode::OnClose || changed {
@@ -450,6 +480,46 @@ pub(crate) mod tests {
             "closed windows are deleted"
         );
         assert!(store.get(&WindowKey::encode(H, "m2")).unwrap().is_some());
+    }
+
+    #[test]
+    fn damaged_state_is_an_error_never_taken_as_absent() {
+        // An aggregate that does not decode: no new window at count 1.
+        let mut store = MemStore::default();
+        store
+            .0
+            .insert(WindowKey::encode(0, "m1"), b"garbage".to_vec());
+        let mut agg = op(EmitMode::OnClose, 0, &store);
+        let mut out = Vec::new();
+        let err = agg.process(&store, "m1", 10, 1.0, &mut out).unwrap_err();
+        assert!(err.0.starts_with("Corruption: a window aggregate"), "{err}");
+        // Found while closing: neither skipped nor left behind.
+        let mut agg = op(EmitMode::OnClose, 0, &MemStore::default());
+        let err = agg
+            .process(&store, "m2", 10, 1.0, &mut out)
+            .and_then(|_| agg.process(&store, "m2", 2 * H, 1.0, &mut out));
+        assert!(
+            err.is_err(),
+            "closing the first hour meets the damaged entry"
+        );
+        // A stream-time entry of the wrong length: no reset to the beginning of time.
+        let mut store = MemStore::default();
+        store.0.insert(META_STREAM_TIME.to_vec(), vec![1, 2, 3]);
+        let err = WindowedAggregate::open(
+            &store,
+            Windowing {
+                size_ms: H,
+                advance_ms: H,
+                grace_ms: 0,
+            },
+            EmitMode::OnClose,
+            vec![AggregateFn::Count],
+            "k".into(),
+            1 << 20,
+        )
+        .err()
+        .unwrap();
+        assert!(err.0.contains("the stream time entry"), "{err}");
     }
 
     #[test]

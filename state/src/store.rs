@@ -16,6 +16,23 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl StoreError {
+    /// An error that says nothing about the data: the directory is locked (its previous owner
+    /// has not let go yet), the process is out of file descriptors, memory or disk. Retry it;
+    /// wiping the store would throw good state away.
+    pub fn is_transient(&self) -> bool {
+        const TRANSIENT: &[&str] = &[
+            "lock hold by current process",
+            "While lock file",
+            "Resource temporarily unavailable",
+            "Too many open files",
+            "No space left on device",
+            "Cannot allocate memory",
+        ];
+        TRANSIENT.iter().any(|t| self.0.contains(t))
+    }
+}
+
 impl From<rocksdb::Error> for StoreError {
     fn from(e: rocksdb::Error) -> Self {
         StoreError(e.into_string())
@@ -166,6 +183,16 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_open_twice_is_a_transient_error_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let res = SharedResources::new(8 << 20, 8 << 20);
+        let _open = Store::open(&dir.path().join("db"), &res).unwrap();
+        let err = Store::open(&dir.path().join("db"), &res).err().unwrap();
+        assert!(err.is_transient(), "{err}");
+        assert!(!StoreError("Corruption: bad block".into()).is_transient());
+    }
 
     #[test]
     fn batched_writes_scans_and_wipe() {

@@ -3,6 +3,7 @@
 //! # Layout
 //! - `worker.rs`: one consumer-group member: poll loop, rebalances, restore, processing, commit cycle;
 //! - `task.rs`: a task (one input partition) and its lifecycle state machine;
+//! - `repartition.rs`: the repartition topic's records and the second hop's de-duplication;
 //! - `commit.rs`: the guarantee-specific commit step;
 //! - `deliveries.rs`: producer delivery reports (failures, changelog offsets for checkpoints);
 //! - `kafka.rs`: client configuration and internal topics;
@@ -26,6 +27,7 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+mod repartition;
 mod task;
 pub mod worker;
 

@@ -93,6 +93,8 @@ pub struct Task {
     pub failure: Option<String>,
     /// Records fetched again below the position already processed (skipped).
     pub redelivered: u64,
+    /// Second hop of a `key_by` job: the source offsets applied (see `repartition.rs`).
+    pub seen: crate::repartition::Seen,
     pub counters: TaskCounters,
 }
 
@@ -115,6 +117,7 @@ impl Task {
             last_checkpoint_at: Instant::now(),
             failure: None,
             redelivered: 0,
+            seen: Default::default(),
             counters,
         }
     }

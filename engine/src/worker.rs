@@ -89,6 +89,10 @@ pub(crate) struct Core {
     repartitioned: Vec<(String, Vec<u8>)>,
     last_restore_log: Instant,
     commit: Box<dyn CommitStep + Send>,
+    /// From the consumer's statistics: (topic, partition) -> (fetch position, records fetched and
+    /// not yet handed over). The fetch position passes transaction markers and aborted records,
+    /// which the processed position never does.
+    fetched: BTreeMap<(String, i32), (i64, i64)>,
 }
 
 pub(crate) struct WorkerContext {
@@ -99,6 +103,15 @@ pub(crate) struct WorkerContext {
 
 impl ClientContext for WorkerContext {
     fn stats(&self, stats: Statistics) {
+        {
+            let mut core = self.core.lock().unwrap();
+            for (topic, t) in &stats.topics {
+                for (p, ps) in t.partitions.iter().filter(|(p, _)| **p >= 0) {
+                    core.fetched
+                        .insert((topic.clone(), *p), (ps.next_offset, ps.fetchq_cnt));
+                }
+            }
+        }
         for topic in &self.topics {
             let Some(t) = stats.topics.get(topic) else {
                 continue;
@@ -225,30 +238,6 @@ fn aggregate(
         }
     }
     Ok(())
-}
-
-/// The repartition topic's record value: event time and the aggregated value (the key is the
-/// record's key).
-fn encode_repartitioned(ts: i64, value: f64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16);
-    out.extend_from_slice(&ts.to_be_bytes());
-    out.extend_from_slice(&value.to_be_bytes());
-    out
-}
-
-fn decode_repartitioned<'a>(
-    key: Option<&'a [u8]>,
-    payload: &[u8],
-) -> Result<(&'a str, i64, f64), weir_operators::DecodeError> {
-    let bad = |what: &str| weir_operators::DecodeError(format!("repartition record: {what}"));
-    let key = std::str::from_utf8(key.ok_or_else(|| bad("no key"))?)
-        .map_err(|_| bad("key is not UTF-8"))?;
-    if payload.len() != 16 {
-        return Err(bad("value is not 16 bytes"));
-    }
-    let ts = i64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
-    let value = f64::from_be_bytes(payload[8..].try_into().expect("8 bytes"));
-    Ok((key, ts, value))
 }
 
 fn now_ms() -> i64 {
@@ -457,11 +446,18 @@ impl Core {
         }
         tracing::info!(partitions = ?partitions, lost, "partitions revoked");
         if !lost {
-            match self.commit(consumer, Some(&partitions)) {
+            // Under exactly-once the transaction carries every task's results, changelog and
+            // repartition records so far, not only the leaving tasks': committing it with only
+            // their offsets would make the others' output visible while their input offsets stay
+            // behind, and a crash then would emit it again. So every task commits (as Kafka
+            // Streams does under EOS v2). At-least-once commits the leaving tasks alone.
+            let only = (!self.transactional).then_some(partitions.as_slice());
+            match self.commit(consumer, only) {
                 // Inside a rebalance callback the group cannot be left and rejoined: rewind in place.
                 Err(e) if e.is::<Aborted>() => self.rewind(consumer, &format!("{e:#}"))?,
                 other => other?,
             }
+            crate::failpoint::hit("after_revoke_commit");
         } else if self.transactional {
             // The lost tasks' uncommitted work is in the open transaction with everyone else's:
             // abort it, and every task goes back to its committed offsets.
@@ -675,6 +671,7 @@ impl Core {
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         task.agg = Some(agg);
+        task.seen = crate::repartition::Seen::load(store).map_err(|e| anyhow::anyhow!("{e}"))?;
         task.last_record_at = Instant::now();
         let secs = r.started.elapsed().as_secs_f64();
         tracing::info!(
@@ -768,8 +765,12 @@ impl Core {
                 })
         } else if from_repartition {
             // Second half of a re-keyed job: the record already went through the steps.
-            decode_repartitioned(msg.key(), payload).map(|(key, ts, value)| {
-                store_error = aggregate(task, key, ts, value, &mut self.emits).err();
+            crate::repartition::decode(msg.key(), payload).map(|r| {
+                if task.seen.admit(r.source) {
+                    store_error = aggregate(task, r.key, r.ts, r.value, &mut self.emits).err();
+                } else {
+                    task.counters.duplicates.inc();
+                }
             })
         } else {
             let program = self.program.as_ref().expect("stateful job");
@@ -786,7 +787,7 @@ impl Core {
                     (None, _) => {}
                     (Some((key, ts, value)), Some(_)) => {
                         self.repartitioned
-                            .push((key, encode_repartitioned(ts, value)));
+                            .push((key, crate::repartition::encode(ts, value, p, msg.offset())));
                     }
                     (Some((key, ts, value)), None) => {
                         store_error = aggregate(task, &key, ts, value, &mut self.emits).err();
@@ -926,16 +927,26 @@ impl Core {
                 continue;
             }
             let p = task.partition;
+            let fetched = &self.fetched;
             let behind = task.topics.iter().find_map(|topic| {
                 let next = task
                     .positions
                     .get(topic)
                     .or_else(|| task.committed.get(topic))
                     .copied();
+                // Records between the processed position and the end may be transaction markers
+                // or aborted records, which are never handed over: then the consumer's fetch
+                // position is at the end, with nothing waiting.
+                let drained = fetched.get(&(topic.clone(), p)).copied();
                 match consumer.fetch_watermarks(topic, p, Duration::from_secs(1)) {
-                    Ok((_, high)) if next.is_some_and(|n| n >= high) || high == 0 => None,
+                    Ok((_, high)) if high == 0 || next.is_some_and(|n| n >= high) => None,
+                    Ok((_, high))
+                        if drained.is_some_and(|(pos, queued)| pos >= high && queued == 0) =>
+                    {
+                        None
+                    }
                     Ok((_, high)) => Some(format!(
-                        "{topic}[{p}] is behind (next {next:?}, end {high})"
+                        "{topic}[{p}] is behind (next {next:?}, fetched {drained:?}, end {high})"
                     )),
                     Err(e) => Some(format!("{topic}[{p}]: end offset unknown ({e})")),
                 }
@@ -985,7 +996,9 @@ impl Core {
                 let Some(agg) = task.agg.as_mut() else {
                     continue;
                 };
-                let writes = agg.take_dirty(&mut self.emits);
+                let mut writes = agg.take_dirty(&mut self.emits);
+                // The second hop's de-duplication state goes with the window state it guards.
+                writes.extend(task.seen.take_dirty());
                 // The offsets this cycle is about to commit: a restore skips these records if
                 // the commit never happens.
                 let mark = encode_input_offsets(task.topics.iter().filter_map(|t| {
@@ -1128,6 +1141,8 @@ impl Core {
             if let (Some(agg), Some(store)) = (task.agg.as_mut(), task.store.as_ref()) {
                 agg.discard_uncommitted(store)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
+                task.seen =
+                    crate::repartition::Seen::load(store).map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             task.positions.clear();
             if task.state() != TaskState::Running {
@@ -1346,6 +1361,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         emits: Vec::new(),
         repartitioned: Vec::new(),
         last_restore_log: Instant::now(),
+        fetched: BTreeMap::new(),
         commit,
     }));
 

@@ -23,7 +23,7 @@ pub use aggregate::Agg;
 pub use decode::{DecodeError, Decoder, Record};
 pub use program::{Forward, Forwarded, Program};
 pub use session::SessionAggregate;
-pub use window::{WindowKey, Windowing};
+pub use window::{WindowKey, Windowing, META_REPARTITION_SEEN_PREFIX};
 pub use windowed::{Emit, StoreAccess, WindowedAggregate};
 
 /// Checks that one state entry (as a changelog record carries it) decodes for a store of this kind
@@ -39,6 +39,13 @@ pub fn check_state_entry(
             Ok(())
         } else {
             bad("the stream time entry")
+        };
+    }
+    if let Some(p) = key.strip_prefix(META_REPARTITION_SEEN_PREFIX) {
+        return if p.len() == 4 && value.len() == 8 {
+            Ok(())
+        } else {
+            bad("a repartition de-duplication entry")
         };
     }
     let session = kind == weir_config::WindowKind::Session;
@@ -183,5 +190,9 @@ mod state_entry_tests {
         assert!(check_state_entry(WindowKind::Session, &wk, &agg).is_err());
         assert!(check_state_entry(WindowKind::Session, b"\x03m1", b"\xff\xff").is_err());
         assert!(check_state_entry(WindowKind::Tumbling, b"\x03m1", b"").is_err());
+        let mut seen = META_REPARTITION_SEEN_PREFIX.to_vec();
+        seen.extend_from_slice(&2i32.to_be_bytes());
+        assert!(check_state_entry(WindowKind::Tumbling, &seen, &9i64.to_be_bytes()).is_ok());
+        assert!(check_state_entry(WindowKind::Tumbling, &seen, b"1").is_err());
     }
 }

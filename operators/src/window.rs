@@ -7,6 +7,9 @@
 use weir_config::{WindowKind, WindowOp};
 
 pub const META_STREAM_TIME: &[u8] = b"\x00stream_time";
+/// Second hop of a `key_by` job: per source partition (4 bytes, big-endian), the highest source
+/// offset applied (8 bytes), kept by the engine with the window state.
+pub const META_REPARTITION_SEEN_PREFIX: &[u8] = b"\x00repartition_seen/";
 const WINDOW_PREFIX: u8 = 0x01;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

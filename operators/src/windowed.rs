@@ -14,7 +14,9 @@ use crate::aggregate::Agg;
 use crate::window::{start_prefix, WindowKey, Windowing, META_STREAM_TIME};
 use std::collections::HashMap;
 use weir_config::{AggregateFn, EmitMode};
-use weir_state::{Entries, Store, StoreError, WriteOp};
+#[cfg(feature = "rocksdb")]
+use weir_state::Store;
+use weir_state::{Entries, StoreError, WriteOp};
 
 /// Read access to the task's store, as the operator needs it.
 pub trait StoreAccess {
@@ -27,6 +29,7 @@ pub trait StoreAccess {
     fn last_key_before(&self, to: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
+#[cfg(feature = "rocksdb")]
 impl StoreAccess for Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Store::get(self, key)

@@ -53,6 +53,12 @@ impl Checkpoint {
             }
             Err(e) => return Err(CheckpointError::Io(e)),
         };
+        Checkpoint::decode(&bytes)
+    }
+
+    /// The file's bytes: magic, format version, bincode body (nothing after it), CRC32 of the body.
+    pub fn decode(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+        use bincode::Options;
         if bytes.len() < 12 || &bytes[..4] != MAGIC {
             return Err(CheckpointError::Corrupt("bad header".into()));
         }
@@ -64,7 +70,23 @@ impl Checkpoint {
         if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().unwrap()) {
             return Err(CheckpointError::Corrupt("checksum mismatch".into()));
         }
-        bincode::deserialize(body).map_err(|e| CheckpointError::Corrupt(e.to_string()))
+        // The layout of `bincode::serialize`, refusing bytes after the body.
+        bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .with_limit(body.len() as u64)
+            .deserialize(body)
+            .map_err(|e| CheckpointError::Corrupt(e.to_string()))
+    }
+
+    /// The bytes `decode` reads.
+    pub fn encode(&self) -> Vec<u8> {
+        let body = bincode::serialize(self).expect("a checkpoint serialises");
+        let mut bytes = Vec::with_capacity(body.len() + 12);
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes
     }
 
     /// Writes the checkpoint durably, refusing to move any offset backwards.
@@ -82,12 +104,7 @@ impl Checkpoint {
                 )));
             }
         }
-        let body = bincode::serialize(self).map_err(|e| CheckpointError::Corrupt(e.to_string()))?;
-        let mut bytes = Vec::with_capacity(body.len() + 12);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&body);
-        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        let bytes = self.encode();
         let tmp = path.with_extension("tmp");
         let mut file = std::fs::File::create(&tmp).map_err(CheckpointError::Io)?;
         file.write_all(&bytes).map_err(CheckpointError::Io)?;

@@ -69,7 +69,7 @@ fn assert_exact(s: &Setup, workers: &[&Worker]) {
         duplicated.is_empty(),
         "duplicated windows under exactly-once: {duplicated:?}"
     );
-    let wrong = compare_final(&got, &expected);
+    let wrong = compare_emissions(&got, &expected);
     assert!(
         wrong.is_empty(),
         "windows differing from the oracle: {wrong:?}"
@@ -170,6 +170,36 @@ fn real_exactly_once_a_crash_at_each_step_of_the_transactional_commit_leaves_the
 }
 
 #[test]
+fn real_exactly_once_a_crash_right_after_handing_partitions_over_duplicates_nothing() {
+    // A owns every partition and has emitted windows of all of them in its open transaction when
+    // B joins: the revocation's commit must cover every task of A, not only the ones leaving, or
+    // the crash that follows makes A's remaining partitions replay (and emit again) output that
+    // read_committed readers already saw.
+    let s = eos("eos-revoke", 24, 8);
+    let feeder = s.feed(60);
+    let mut a = start(&s, "a", &[("WEIR_FAILPOINT", "after_revoke_commit")]);
+    await_workers(LONG, "A to emit results", &[&a], || {
+        metric_sum(&a.metrics(), "weir_records_produced_total") > 0.0
+    });
+    let b = start(&s, "b", &[]);
+    assert_ne!(
+        a.wait(LONG),
+        0,
+        "A aborts right after its revocation commit"
+    );
+    assert!(a
+        .log_text()
+        .contains("failpoint after_revoke_commit: aborting"));
+    let a2 = start(&s, "a", &[]);
+    feeder.join().unwrap();
+    s.send_sentinels(PARTITIONS);
+    assert_exact(&s, &[&a2, &b]);
+    assert_eq!(a2.stop(), 0);
+    assert_eq!(b.stop(), 0);
+    assert_no_open_transaction(&s);
+}
+
+#[test]
 fn real_exactly_once_a_zombie_worker_is_fenced_and_commits_nothing() {
     let s = eos("eos-zombie", 20, 6);
     let halves: Vec<&[Reading]> = s.readings.chunks(s.readings.len().div_ceil(2)).collect();
@@ -209,6 +239,9 @@ fn real_exactly_once_a_zombie_worker_is_fenced_and_commits_nothing() {
     );
     eprintln!("zombie worker log:\n{}", zombie.log_text());
     drop(zombie);
+    // Read again now that the zombie is fenced and gone: whatever it tried to commit after
+    // waking up must not have reached read_committed readers.
+    assert_exact(&s, &[&other]);
     let other_log = other.log.clone();
     assert_eq!(
         other.stop(),

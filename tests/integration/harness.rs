@@ -105,6 +105,38 @@ impl Kafka {
     }
 }
 
+impl Kafka {
+    /// Deletes a topic of the real broker and waits until metadata no longer lists it.
+    pub fn delete_topic(&self, name: &str) {
+        let Kafka::Real(b) = self else {
+            panic!("delete_topic: real broker only");
+        };
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", b)
+            .create()
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let res = rt
+            .block_on(admin.delete_topics(
+                &[name],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+            ))
+            .unwrap();
+        for r in res {
+            r.unwrap_or_else(|(t, e)| panic!("deleting {t}: {e}"));
+        }
+        let (b, name) = (b.clone(), name.to_string());
+        await_until(
+            Duration::from_secs(60),
+            "the topic to leave metadata",
+            || partition_count(&b, &name).is_none(),
+        );
+    }
+}
+
 pub fn partition_count(bootstrap: &str, topic: &str) -> Option<usize> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -348,21 +380,32 @@ pub fn oracle(readings: &[Reading]) -> BTreeMap<(String, i64), Hourly> {
         .collect()
 }
 
-/// Differences between what was emitted last per window and the oracle, as readable lines.
-pub fn compare_final(outputs: &Outputs, expected: &BTreeMap<(String, i64), Hourly>) -> Vec<String> {
+/// Differences between the emitted results and the oracle, as readable lines. Every emission of a
+/// window is compared, not only the last: these jobs emit on close, so a window emitted twice
+/// (a replay under at-least-once) must carry the same value each time; an earlier wrong or
+/// double-counted emission is a wrong result a reader has seen.
+pub fn compare_emissions(
+    outputs: &Outputs,
+    expected: &BTreeMap<(String, i64), Hourly>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     for (k, want) in expected {
-        match outputs.get(k).and_then(|v| v.last()) {
-            None => problems.push(format!("missing {k:?}")),
-            Some(got)
-                if got.count != want.count
-                    || (got.avg - want.avg).abs() > 1e-9
-                    || got.min != want.min
-                    || got.max != want.max =>
+        let emitted = outputs.get(k).map(Vec::as_slice).unwrap_or_default();
+        if emitted.is_empty() {
+            problems.push(format!("missing {k:?}"));
+        }
+        for (i, got) in emitted.iter().enumerate() {
+            if got.count != want.count
+                || (got.avg - want.avg).abs() > 1e-9
+                || got.min != want.min
+                || got.max != want.max
             {
-                problems.push(format!("wrong {k:?}: got {got:?}, want {want:?}"))
+                problems.push(format!(
+                    "wrong {k:?} (emission {} of {}): got {got:?}, want {want:?}",
+                    i + 1,
+                    emitted.len()
+                ))
             }
-            Some(_) => {}
         }
     }
     for k in outputs.keys().filter(|k| !expected.contains_key(*k)) {
@@ -699,7 +742,7 @@ impl Setup {
             .collect()
     }
 
-    /// Waits until every expected window has a result that equals the oracle.
+    /// Waits until every expected window has a result and every result equals the oracle.
     pub fn await_results_equal_oracle(
         &self,
         expected: &BTreeMap<(String, i64), Hourly>,
@@ -710,7 +753,7 @@ impl Setup {
         let deadline = std::time::Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             outputs = self.outputs();
-            last = compare_final(&outputs, expected);
+            last = compare_emissions(&outputs, expected);
             if last.is_empty() {
                 return outputs;
             }

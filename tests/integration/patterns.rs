@@ -423,7 +423,7 @@ fn real_key_by_repartitions_unkeyed_readings_so_each_meter_is_aggregated_once() 
         results().len() >= expected.len()
     });
     let got = results();
-    let problems = compare_final(&got, &expected);
+    let problems = compare_emissions(&got, &expected);
     assert!(problems.is_empty(), "{problems:?}");
     for (k, v) in &got {
         assert_eq!(

@@ -9,8 +9,10 @@
 //! - `prereq.rs`: checks and installs system prerequisites (libclang, Java, Maven);
 //! - `libclang.rs`: finds a libclang the way bindgen does (and its builtin headers);
 //! - `kafka.rs`: fetch, configure, start, wait for, and stop KRaft broker processes;
+//! - `fuzz.rs`: the fuzz targets of `fuzz/` (cargo-fuzz, nightly Rust);
 //! - `wire.rs`: a minimal Kafka Metadata request, to know when a broker really serves clients.
 
+mod fuzz;
 mod kafka;
 mod libclang;
 mod prereq;
@@ -31,6 +33,9 @@ tasks:
                             bench/results/latest.json and bench/results/<date>.json
   bench --smoke             the same with 20,000 records and the dev build: every runner works and
                             verifies
+  fuzz [TARGET] [--runs N | --seconds N]
+                            the fuzz targets (nightly Rust; cargo-fuzz installed when missing),
+                            1,000,000 runs each by default; `test` runs each for 5 s
   kafka start [--brokers 1|3]
   kafka stop
   kafka status
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         ["demo", rest @ ..] => demo(rest),
         ["test", rest @ ..] => test(rest),
         ["bench", rest @ ..] => bench(rest),
+        ["fuzz", rest @ ..] => fuzz::command(rest),
         ["kafka", "start", rest @ ..] => {
             parse_brokers(rest).and_then(|n| kafka::start(n).map(|_| ()))
         }
@@ -179,9 +185,16 @@ fn test(args: &[&str]) -> Result<(), String> {
         Ok(())
     };
     let stopped = kafka::stop();
+    // The fuzz targets' short run: a few seconds each, where nightly Rust is installed.
+    let fuzzed = if extra.is_empty() {
+        fuzz::run_targets(&fuzz::Budget::Seconds(5), None, true)
+    } else {
+        Ok(())
+    };
     result?;
     smoke?;
-    stopped
+    stopped?;
+    fuzzed
 }
 
 /// `cargo xtask bench`: builds weir and the peers, starts a broker, runs the comparison.

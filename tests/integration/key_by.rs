@@ -1,0 +1,116 @@
+//! `key_by` under at-least-once on the real broker: a first hop that crashes produces its
+//! uncommitted repartition records again, and the second hop must apply each reading once.
+
+use crate::harness::*;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use weir_engine::generator::{GeneratorSpec, Reading};
+
+const LONG: Duration = Duration::from_secs(240);
+const PARTITIONS: i32 = 3;
+
+fn rekeyed_at_least_once(dir: &Path, name: &str, input: &str, output: &str) -> PathBuf {
+    let mut text =
+        std::fs::read_to_string(repo_root().join("jobs/meter-hourly-average-rekeyed.toml"))
+            .unwrap();
+    for (from, to) in [
+        (
+            "name = \"meter-hourly-average-rekeyed\"",
+            format!("name = \"{name}\""),
+        ),
+        (
+            "topics = [\"gateway-readings\"]",
+            format!("topics = [\"{input}\"]"),
+        ),
+        (
+            "topic = \"meter-hourly-averages-rekeyed\"",
+            format!("topic = \"{output}\""),
+        ),
+        (
+            "guarantee = \"exactly_once\"",
+            "guarantee = \"at_least_once\"".into(),
+        ),
+        (
+            "close_idle_after = \"10m\"",
+            "close_idle_after = \"3s\"".into(),
+        ),
+        ("grace = \"1h\"", "grace = \"3h\"".into()),
+    ] {
+        assert!(text.contains(from), "the rekeyed job has no {from:?}");
+        text = text.replace(from, &to);
+    }
+    let path = dir.join("rekeyed.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn real_key_by_at_least_once_counts_every_reading_once_through_three_kills() {
+    let kafka = Kafka::real();
+    let b = kafka.bootstrap();
+    let name = unique("rekeyed-alos");
+    let (input, output) = (format!("{name}-in"), format!("{name}-out"));
+    kafka.create_topic(&input, PARTITIONS);
+    kafka.create_topic(&output, PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let job = rekeyed_at_least_once(dir.path(), &name, &input, &output);
+    let meters = 40;
+    let readings: Vec<Reading> = GeneratorSpec {
+        meters,
+        hours: 8,
+        readings_per_hour: 12,
+        ..Default::default()
+    }
+    .readings()
+    .collect();
+    // Unkeyed, each meter's readings spread over every partition, fed while the worker runs.
+    let feeder = {
+        let (b, input, readings) = (b.clone(), input.clone(), readings.clone());
+        std::thread::spawn(move || {
+            let p = producer(&b);
+            for (n, chunk) in readings.chunks(meters as usize).enumerate() {
+                for (i, r) in chunk.iter().enumerate() {
+                    send(
+                        &p,
+                        &input,
+                        None,
+                        &r.to_json(),
+                        Some(((n + i) % PARTITIONS as usize) as i32),
+                    );
+                }
+                rdkafka::producer::Producer::flush(&p, Duration::from_secs(30)).unwrap();
+                std::thread::sleep(Duration::from_millis(60));
+            }
+        })
+    };
+    let state = dir.path().join("w");
+    let mut w = Worker::start(&job, &b, &state);
+    for kill in 1..=3 {
+        let target = readings.len() / 4 * kill;
+        await_workers(LONG, "the first hop to move on", &[&w], || {
+            (0..PARTITIONS)
+                .map(|p| committed_offset(&b, &name, &input, p).unwrap_or(0))
+                .sum::<i64>() as usize
+                >= target
+        });
+        w.kill();
+        w = Worker::start(&job, &b, &state);
+    }
+    feeder.join().unwrap();
+    let expected = oracle(&readings);
+    let results = || parse_outputs(&read_to_end(&b, &output));
+    await_workers(LONG, "every meter-hour", &[&w], || {
+        expected.keys().all(|k| results().contains_key(k))
+    });
+    // At-least-once may emit a window twice after a crash, never with another value: every
+    // emission is compared, and a reading counted twice shows as a wrong count.
+    let problems = compare_emissions(&results(), &expected);
+    assert!(
+        problems.is_empty(),
+        "{} problems, first: {:?}\n{}",
+        problems.len(),
+        &problems[..problems.len().min(5)],
+        w.log_text()
+    );
+    assert_eq!(w.stop(), 0);
+}

@@ -33,6 +33,9 @@ struct HealthState {
     /// Partition -> why it is not running (absent = running).
     not_running: BTreeMap<i32, String>,
     fatal: Option<String>,
+    /// Why the worker gave up its tasks and is joining the group again (until an assignment
+    /// succeeds).
+    rejoining: Option<String>,
 }
 
 impl Health {
@@ -73,6 +76,10 @@ impl Health {
         self.inner.lock().unwrap().fatal = Some(why);
     }
 
+    pub fn set_rejoining(&self, why: Option<String>) {
+        self.inner.lock().unwrap().rejoining = why;
+    }
+
     pub fn clear_fatal(&self) {
         self.inner.lock().unwrap().fatal = None;
     }
@@ -82,6 +89,9 @@ impl Health {
         let s = self.inner.lock().unwrap();
         if let Some(f) = &s.fatal {
             return Some(f.clone());
+        }
+        if let Some(r) = &s.rejoining {
+            return Some(format!("rejoining the group: {r}"));
         }
         if !s.joined {
             return Some("not yet a member of the consumer group".into());

@@ -148,9 +148,12 @@ impl ConsumerContext for WorkerContext {
                 core.metrics.rebalances.inc();
                 if let Err(e) = core.assign(consumer, tpl) {
                     tracing::error!("assigning partitions: {e:#}");
-                    core.health.set_fatal(format!("assignment failed: {e:#}"));
+                    core.health
+                        .set_rejoining(Some(format!("the assignment failed: {e:#}")));
                     // Half an assignment is no state to run in: the main loop rejoins.
                     core.rejoin_because = Some(format!("the assignment failed: {e:#}"));
+                } else if core.rejoin_because.is_none() {
+                    core.health.set_rejoining(None);
                 }
                 // Only now: readiness must never see the member joined with tasks not yet listed.
                 core.health.set_joined();
@@ -1310,8 +1313,20 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                 None => format!("{name}-{}-{}", std::process::id(), now_ms()),
             };
             tracing::info!(transactional_id = %id, "exactly-once");
+            // A transaction stays open for a commit interval (and a revocation's commit within
+            // it): its timeout must outlast that. A `kafka.properties` value wins.
+            let txn_timeout_ms = job
+                .kafka
+                .properties
+                .get("transaction.timeout.ms")
+                .cloned()
+                .unwrap_or_else(|| {
+                    (job.processing.commit_interval.as_millis() * 3)
+                        .max(10_000)
+                        .to_string()
+                });
             pc.set("transactional.id", id)
-                .set("transaction.timeout.ms", "10000")
+                .set("transaction.timeout.ms", txn_timeout_ms)
                 .set("message.timeout.ms", "10000");
             Box::new(ExactlyOnce)
         }
@@ -1484,7 +1499,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                     "{why}: closing every task, rejoining the group in {:.0?}",
                     rejoin_backoff
                 );
-                health.set_fatal(why);
+                health.set_rejoining(Some(why));
                 c.restart_after_abort()?;
                 drop(c);
                 consumer.unsubscribe();

@@ -177,7 +177,27 @@ fn real_exactly_once_a_crash_right_after_handing_partitions_over_duplicates_noth
     // read_committed readers already saw.
     let s = eos("eos-revoke", 24, 8);
     let feeder = s.feed(60);
-    let mut a = start(&s, "a", &[("WEIR_FAILPOINT", "after_revoke_commit")]);
+    // A commits rarely, so that the revocation's commit is its first one: a periodic commit
+    // while B joins would fail on the group's new generation, and A would give up every task
+    // and rejoin instead (also exact, but not the case under test).
+    let rare = s.job(&[
+        (
+            "guarantee = \"at_least_once\"",
+            "guarantee = \"exactly_once\"",
+        ),
+        ("close_idle_after = \"2s\"", "close_idle_after = \"1h\""),
+        ("commit_interval = \"200ms\"", "commit_interval = \"30s\""),
+    ]);
+    let mut a = Worker::start_with(
+        &rare,
+        &s.bootstrap,
+        &s.state("a"),
+        &[
+            ("WEIR_INSTANCE_ID", "a"),
+            ("WEIR_SESSION_TIMEOUT", "6s"),
+            ("WEIR_FAILPOINT", "after_revoke_commit"),
+        ],
+    );
     await_workers(LONG, "A to emit results", &[&a], || {
         metric_sum(&a.metrics(), "weir_records_produced_total") > 0.0
     });
@@ -190,6 +210,12 @@ fn real_exactly_once_a_crash_right_after_handing_partitions_over_duplicates_noth
     assert!(a
         .log_text()
         .contains("failpoint after_revoke_commit: aborting"));
+    // B takes every partition once A's session has expired; A comes back only then (a static
+    // member rejoining while the group still waits for its dead predecessor can leave B without
+    // partitions for minutes: a matter of static membership, not of this test).
+    await_workers(LONG, "B to own every partition", &[&b], || {
+        metric_sum(&b.metrics(), "weir_tasks") == PARTITIONS as f64 && b.ready()
+    });
     let a2 = start(&s, "a", &[]);
     feeder.join().unwrap();
     s.send_sentinels(PARTITIONS);

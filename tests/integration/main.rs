@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod bad_input;
 mod broker;
 mod demo;
 mod drill;

@@ -83,3 +83,84 @@ fn real_a_checkpoint_beyond_a_recreated_changelog_wipes_and_restores_and_later_r
     );
     assert_eq!(w3.stop(), 0);
 }
+
+#[test]
+fn real_a_changelog_value_that_does_not_decode_fails_the_task_and_says_why() {
+    let s = setup(
+        "undecodable-changelog",
+        1,
+        GeneratorSpec {
+            meters: 4,
+            hours: 2,
+            readings_per_hour: 12,
+            ..Default::default()
+        },
+    );
+    let job = s.job(&[]);
+    let changelog = format!("{}-hourly_avg-changelog", s.name);
+    produce_readings(&s.bootstrap, &s.input, &s.readings);
+    let w1 = Worker::start(&job, &s.bootstrap, &s.state("w1"));
+    await_workers(LONG, "the changelog to be written", &[&w1], || {
+        end_offset(&s.bootstrap, &changelog, 0) > 0
+    });
+    assert_eq!(w1.stop(), 0);
+    // A window entry whose value is not an aggregate, as a damaged or foreign writer would leave.
+    let mut key = vec![0x01];
+    key.extend_from_slice(&((1_767_225_600_000i64 as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(b"meter-garbage");
+    let p = producer(&s.bootstrap);
+    send(&p, &changelog, Some(&key), b"not an aggregate", None);
+    rdkafka::producer::Producer::flush(&p, Duration::from_secs(30)).unwrap();
+    // Another machine: no local state, the whole changelog is restored.
+    let w2 = Worker::start(&job, &s.bootstrap, &s.state("w2"));
+    await_workers(LONG, "the task to fail", &[&w2], || {
+        http_get(&w2.http, "/readyz").is_some_and(|(code, body)| {
+            code == 503 && body.contains("does not decode") && body.contains("meter-garbage")
+        })
+    });
+    assert!(
+        matches!(http_get(&w2.http, "/livez"), Some((200, _))),
+        "the process stays up"
+    );
+    assert_eq!(w2.stop(), 0);
+}
+
+#[test]
+fn real_a_task_directory_locked_by_another_process_is_waited_for_then_the_worker_runs() {
+    let s = setup(
+        "locked-dir",
+        2,
+        GeneratorSpec {
+            meters: 6,
+            hours: 3,
+            readings_per_hour: 12,
+            ..Default::default()
+        },
+    );
+    let job = s.job(&[]);
+    let state = s.state("w");
+    // Another process (here: the test) holds partition 1's lock, like a previous owner that has
+    // not let go yet.
+    let dir = state.join(&s.name).join("1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::File::create(dir.join(".lock")).unwrap();
+    use std::os::fd::AsRawFd;
+    assert_eq!(
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    produce_readings(&s.bootstrap, &s.input, &s.readings);
+    let w = Worker::start(&job, &s.bootstrap, &state);
+    await_workers(LONG, "the worker to give up and rejoin", &[&w], || {
+        w.log_text().contains("the assignment failed")
+    });
+    let (code, body) = http_get(&w.http, "/readyz").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(matches!(http_get(&w.http, "/livez"), Some((200, _))));
+    // The lock goes: the next attempt takes every partition and the results are exact.
+    drop(lock);
+    s.send_sentinels(2);
+    s.await_results_equal_oracle(&oracle(&s.readings), &[&w]);
+    w.await_ready(LONG);
+    assert_eq!(w.stop(), 0);
+}

@@ -68,16 +68,45 @@ pub fn run_targets(budget: &Budget, only: Option<&str>, optional: bool) -> Resul
         };
         println!("fuzz: {target} ({limit})");
         let started = std::time::Instant::now();
-        run(Command::new("cargo")
+        // libFuzzer reports every new input on stderr: kept in a log, shown when it fails.
+        let log = scratch.join(format!("{target}.log"));
+        let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let status = Command::new("cargo")
             .current_dir(root.join("fuzz"))
             .args(["+nightly", "fuzz", "run", "--target-dir"])
             .arg(&target_dir)
             .arg(target)
             .arg(&new_inputs)
             .arg(&corpus)
-            .args(["--", &limit, "-rss_limit_mb=2048", "-max_len=4096", "-print_final_stats=1"]))
-        .map_err(|e| format!("fuzz target {target} failed (a crash is saved under fuzz/artifacts/{target}/): {e}"))?;
-        println!("fuzz: {target}: no crash in {:.0?}", started.elapsed());
+            .args([
+                "--",
+                &limit,
+                "-rss_limit_mb=2048",
+                "-max_len=4096",
+                "-print_final_stats=1",
+            ])
+            .stdout(file.try_clone().map_err(|e| e.to_string())?)
+            .stderr(file)
+            .status()
+            .map_err(|e| format!("could not start cargo fuzz: {e}"))?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !status.success() {
+            eprintln!("{text}");
+            return Err(format!(
+                "fuzz target {target} failed ({status}); the input is saved under fuzz/artifacts/{target}/"
+            ));
+        }
+        let stat = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("stat::{name}:")))
+                .map_or("?".to_string(), |v| v.trim().to_string())
+        };
+        println!(
+            "fuzz: {target}: {} executions, 0 crashes, {:.0?} (with the build), peak RSS {} MB",
+            stat("number_of_executed_units"),
+            started.elapsed(),
+            stat("peak_rss_mb")
+        );
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())

@@ -361,6 +361,30 @@ fn try_stand_ins<T: DeserializeOwned>(
         Value::InlineTable(InlineTable::new()),
         Value::from("x"),
     ]);
+    // serde says what it expected ("invalid type: integer `5`, expected a string"): try that first.
+    let wanted = before.1.rsplit_once("expected").map_or("", |(_, w)| w);
+    let first = [
+        ("duration", 0),
+        ("string", 0),
+        ("i64", 1),
+        ("u64", 1),
+        ("i16", 1),
+        ("u32", 1),
+        ("integer", 1),
+        ("f64", 2),
+        ("float", 2),
+        ("boolean", 3),
+        ("sequence", 4),
+        ("map", 6),
+        ("struct", 6),
+    ]
+    .iter()
+    .find(|(word, _)| wanted.contains(word))
+    .map(|(_, at)| expected.len() + at);
+    if let Some(at) = first {
+        let c = candidates.remove(at);
+        candidates.insert(0, c);
+    }
     let fallback = candidates[0].clone();
     let mut queue: std::collections::VecDeque<Value> = candidates.into();
     let mut tried = 0;

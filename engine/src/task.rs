@@ -148,8 +148,34 @@ impl Task {
     }
 }
 
+/// Whether a task has read an input partition to its end, for the idle close: `next` is the next
+/// offset it would process, `end` the partition's end as its leader says now, `fetched` the
+/// consumer's fetch position and the records fetched but not yet handed over. Between `next` and
+/// `end` there may be only transaction markers and aborted records, which are never handed over:
+/// then the fetch position is at the end with nothing waiting.
+pub fn caught_up(next: Option<i64>, end: i64, fetched: Option<(i64, i64)>) -> bool {
+    end == 0
+        || next.is_some_and(|n| n >= end)
+        || fetched.is_some_and(|(position, waiting)| position >= end && waiting == 0)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn caught_up_only_at_the_end_of_the_partition() {
+        assert!(caught_up(None, 0, None), "an empty partition");
+        assert!(caught_up(Some(100), 100, None));
+        // A backlog: records the consumer has not fetched, or fetched and not handed over.
+        assert!(!caught_up(Some(40), 100, Some((60, 0))));
+        assert!(!caught_up(Some(40), 100, Some((100, 3))));
+        assert!(
+            !caught_up(Some(40), 100, None),
+            "no fetch position known: behind"
+        );
+        // Only a commit marker (or an aborted transaction) after the last record processed.
+        assert!(caught_up(Some(99), 100, Some((100, 0))));
+    }
+
     use super::*;
 
     #[test]

@@ -937,17 +937,9 @@ impl Core {
                     .get(topic)
                     .or_else(|| task.committed.get(topic))
                     .copied();
-                // Records between the processed position and the end may be transaction markers
-                // or aborted records, which are never handed over: then the consumer's fetch
-                // position is at the end, with nothing waiting.
                 let drained = fetched.get(&(topic.clone(), p)).copied();
                 match consumer.fetch_watermarks(topic, p, Duration::from_secs(1)) {
-                    Ok((_, high)) if high == 0 || next.is_some_and(|n| n >= high) => None,
-                    Ok((_, high))
-                        if drained.is_some_and(|(pos, queued)| pos >= high && queued == 0) =>
-                    {
-                        None
-                    }
+                    Ok((_, high)) if crate::task::caught_up(next, high, drained) => None,
                     Ok((_, high)) => Some(format!(
                         "{topic}[{p}] is behind (next {next:?}, fetched {drained:?}, end {high})"
                     )),
@@ -1534,14 +1526,14 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                     if !e.is::<Aborted>() {
                         return Err(e);
                     }
-                    tracing::warn!("{e:#}: closing every task and rejoining the group");
-                    c.rejoin_because = None;
-                    c.restart_after_abort()?;
-                    drop(c);
-                    consumer.unsubscribe();
-                    consumer
-                        .subscribe(&subscribed)
-                        .context("subscribing again")?;
+                    if c.rejoin_because.is_none() {
+                        // Nothing of the cycle is visible: every task goes back to its committed
+                        // state and offsets, in place. The rebalance that usually caused the abort
+                        // (a new generation) goes on by itself; leaving and joining again on top
+                        // of it could leave a static member without partitions for minutes.
+                        c.rewind(&consumer, &format!("{e:#}"))?;
+                    }
+                    // Otherwise the worker gives up its tasks and rejoins at the next turn.
                 }
             }
         }

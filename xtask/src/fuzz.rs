@@ -38,9 +38,10 @@ fn cargo_fuzz_present() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Runs every target (or `only`) for `budget`; new inputs go to a scratch directory, the
-/// committed corpus (`fuzz/corpus/<target>`) is only read. Without nightly Rust, says so and
-/// returns Ok when `optional`.
+/// Runs every target (or `only`) for `budget`. The short run (`optional`: part of `cargo xtask
+/// test`) only reads the committed corpus (`fuzz/corpus/<target>`) and puts new inputs in a
+/// scratch directory; the long run adds them to the corpus and minimises it (`cargo fuzz cmin`),
+/// to be committed. Without nightly Rust, the short run says so and passes.
 pub fn run_targets(budget: &Budget, only: Option<&str>, optional: bool) -> Result<(), String> {
     if !nightly_present() {
         let why = "nightly Rust is not installed (`rustup toolchain install nightly`)";
@@ -76,8 +77,11 @@ pub fn run_targets(budget: &Budget, only: Option<&str>, optional: bool) -> Resul
             .args(["+nightly", "fuzz", "run", "--target-dir"])
             .arg(&target_dir)
             .arg(target)
-            .arg(&new_inputs)
-            .arg(&corpus)
+            .args(if optional {
+                vec![new_inputs.clone(), corpus.clone()]
+            } else {
+                vec![corpus.clone()]
+            })
             .args([
                 "--",
                 &limit,
@@ -107,6 +111,23 @@ pub fn run_targets(budget: &Budget, only: Option<&str>, optional: bool) -> Resul
             started.elapsed(),
             stat("peak_rss_mb")
         );
+        if !optional {
+            let minimised = Command::new("cargo")
+                .current_dir(root.join("fuzz"))
+                .args(["+nightly", "fuzz", "cmin", "--target-dir"])
+                .arg(&target_dir)
+                .arg(target)
+                .arg(&corpus)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map_err(|e| format!("could not start cargo fuzz cmin: {e}"))?;
+            let files = std::fs::read_dir(&corpus).map(|d| d.count()).unwrap_or(0);
+            println!(
+                "fuzz: {target}: corpus minimised ({minimised}): {files} inputs in {}",
+                corpus.display()
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())

@@ -72,7 +72,7 @@ mod tests {
         let budget = 2u64 << 20;
         let (done, finished) = std::sync::mpsc::channel();
         let root = dir.path().to_path_buf();
-        std::thread::spawn(move || {
+        let writer = std::thread::spawn(move || {
             let res = SharedResources::new(4 << 20, budget);
             let stores: Vec<Store> = (0..4)
                 .map(|p| Store::open(&root.join(p.to_string()), &res).unwrap())
@@ -98,11 +98,15 @@ mod tests {
             for s in &stores {
                 s.sync().unwrap();
             }
+            // Closed before the verdict: a RocksDB still closing while the process exits aborts.
+            drop(stores);
+            drop(res);
             done.send(peak).unwrap();
         });
         let peak = finished
             .recv_timeout(std::time::Duration::from_secs(60))
             .expect("the writer is blocked: a write waits for memory no flush will free");
+        writer.join().unwrap();
         assert!(
             peak < 4 * budget as usize,
             "memtables grew to {peak} bytes over a {budget}-byte budget"

@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let committed: BTreeMap<String, i64> = [("in".to_string(), 100)].into();
     let _ = written_by_committed_cycle(Some(rest), &committed);
-    for kind in [WindowKind::Tumbling, WindowKind::Hopping, WindowKind::Session] {
+    for kind in [
+        WindowKind::Tumbling,
+        WindowKind::Hopping,
+        WindowKind::Session,
+    ] {
         let _ = check_state_entry(kind, key, value);
     }
 });

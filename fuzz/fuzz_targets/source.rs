@@ -6,8 +6,11 @@ use weir_config::{EventTimeSkew, Format, SourceConfig, TimestampFormat};
 pub const NOW: i64 = 1_764_547_200_000;
 
 pub fn source(format: Format, pick: u8) -> SourceConfig {
-    let timestamp_format =
-        [TimestampFormat::UnixMs, TimestampFormat::UnixS, TimestampFormat::Rfc3339][pick as usize % 3];
+    let timestamp_format = [
+        TimestampFormat::UnixMs,
+        TimestampFormat::UnixS,
+        TimestampFormat::Rfc3339,
+    ][pick as usize % 3];
     SourceConfig {
         topics: vec!["t".into()],
         format,

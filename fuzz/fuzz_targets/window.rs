@@ -13,7 +13,11 @@ fuzz_target!(|input: (i64, u64, u64, u64, i64)| {
     let size_ms = 1 + (size % MAX_MS as u64) as i64;
     // Hopping windows: advance divides size, at most 1,000 windows per record (validation).
     let per_record = 1 + (advance % 1000) as i64;
-    let advance_ms = if size_ms % per_record == 0 { size_ms / per_record } else { size_ms };
+    let advance_ms = if size_ms % per_record == 0 {
+        size_ms / per_record
+    } else {
+        size_ms
+    };
     let w = Windowing {
         size_ms,
         advance_ms,

@@ -101,7 +101,9 @@ fn real_a_changelog_value_that_does_not_decode_fails_the_task_and_says_why() {
     produce_readings(&s.bootstrap, &s.input, &s.readings);
     let w1 = Worker::start(&job, &s.bootstrap, &s.state("w1"));
     await_workers(LONG, "the changelog to be written", &[&w1], || {
-        end_offset(&s.bootstrap, &changelog, 0) > 0
+        // The worker creates the changelog: ask for its end only once it exists.
+        partition_count(&s.bootstrap, &changelog).is_some()
+            && end_offset(&s.bootstrap, &changelog, 0) > 0
     });
     assert_eq!(w1.stop(), 0);
     // A window entry whose value is not an aggregate, as a damaged or foreign writer would leave.

@@ -6,6 +6,7 @@
 //! Metadata request shows every broker and an elected controller. The bootstrap address is printed and
 //! written to `.weir-kafka/bootstrap`, which the test harness reads when `WEIR_TEST_BOOTSTRAP` is unset.
 
+use crate::secure::Secure;
 use crate::{cache_dir, prereq, wire, workspace_root};
 use std::fmt::Write as _;
 use std::net::{SocketAddr, TcpListener};
@@ -57,7 +58,7 @@ fn fetch() -> Result<PathBuf, String> {
     Ok(libs)
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port on 127.0.0.1: {e}"))?;
     listener
@@ -73,29 +74,40 @@ struct Node {
     dir: PathBuf,
 }
 
-fn server_properties(node: &Node, voters: &str, brokers: usize) -> String {
+fn server_properties(node: &Node, voters: &str, brokers: usize, secure: Option<&Secure>) -> String {
     let rf = brokers.min(3);
     let min_isr = if brokers >= 3 { 2 } else { 1 };
     let mut p = String::new();
     let _ = writeln!(p, "process.roles=broker,controller");
     let _ = writeln!(p, "node.id={}", node.id);
     let _ = writeln!(p, "controller.quorum.voters={voters}");
+    let extra = secure
+        .map(|s| format!(",{}", s.listeners()))
+        .unwrap_or_default();
     let _ = writeln!(
         p,
-        "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
+        "listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}{extra}",
         node.broker_port, node.controller_port
     );
     let _ = writeln!(
         p,
-        "advertised.listeners=PLAINTEXT://127.0.0.1:{}",
+        "advertised.listeners=PLAINTEXT://127.0.0.1:{}{extra}",
         node.broker_port
     );
     let _ = writeln!(p, "controller.listener.names=CONTROLLER");
     let _ = writeln!(p, "inter.broker.listener.name=PLAINTEXT");
     let _ = writeln!(
         p,
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT{}",
+        if secure.is_some() {
+            ",SSL:SSL,SASL_SSL:SASL_SSL"
+        } else {
+            ""
+        }
     );
+    if let Some(s) = secure {
+        p.push_str(&s.server_properties());
+    }
     let _ = writeln!(p, "log.dirs={}", node.dir.join("data").display());
     let _ = writeln!(p, "num.partitions=1");
     let _ = writeln!(p, "auto.create.topics.enable=false");
@@ -203,8 +215,12 @@ fn log_tail(node_dir: &Path) -> String {
     text
 }
 
-/// Starts a fresh cluster of `brokers` nodes and returns its bootstrap address.
-pub fn start(brokers: usize) -> Result<String, String> {
+/// Starts a fresh cluster of `brokers` nodes and returns its (plaintext) bootstrap address;
+/// `secure`: with the TLS and SASL listeners and ACLs of `secure.rs` (one node only).
+pub fn start(brokers: usize, secure: bool) -> Result<String, String> {
+    if secure && brokers != 1 {
+        return Err("kafka start --secure runs one node".into());
+    }
     let libs = fetch()?;
     // A cluster left over from an interrupted run is stopped first: never two of ours at once.
     stop()?;
@@ -227,12 +243,17 @@ pub fn start(brokers: usize) -> Result<String, String> {
         .collect();
     let voters = voters.join(",");
     let cluster = cluster_id()?;
+    let secure = if secure {
+        Some(crate::secure::prepare(&dir)?)
+    } else {
+        None
+    };
 
     for node in &nodes {
         std::fs::create_dir_all(node.dir.join("data")).map_err(|e| e.to_string())?;
         std::fs::write(
             node.dir.join("server.properties"),
-            server_properties(node, &voters, brokers),
+            server_properties(node, &voters, brokers, secure.as_ref()),
         )
         .map_err(|e| e.to_string())?;
         std::fs::write(node.dir.join("log4j2.properties"), LOG4J2).map_err(|e| e.to_string())?;
@@ -320,6 +341,13 @@ pub fn start(brokers: usize) -> Result<String, String> {
             ));
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+    if let Some(s) = &secure {
+        if let Err(e) = s.set_up(&libs, &bootstrap) {
+            kill_children(&mut children);
+            let _ = std::fs::remove_file(dir.join("pids"));
+            return Err(e);
+        }
     }
     std::fs::write(dir.join("bootstrap"), &bootstrap).map_err(|e| e.to_string())?;
     eprintln!(

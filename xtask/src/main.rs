@@ -9,6 +9,7 @@
 //! - `prereq.rs`: checks and installs system prerequisites (libclang, Java, Maven);
 //! - `libclang.rs`: finds a libclang the way bindgen does (and its builtin headers);
 //! - `kafka.rs`: fetch, configure, start, wait for, and stop KRaft broker processes;
+//! - `secure.rs`: the secured broker's certificates, TLS/SASL listeners, SCRAM users and ACLs;
 //! - `fuzz.rs`: the fuzz targets of `fuzz/` (cargo-fuzz, nightly Rust);
 //! - `wire.rs`: a minimal Kafka Metadata request, to know when a broker really serves clients.
 
@@ -16,6 +17,7 @@ mod fuzz;
 mod kafka;
 mod libclang;
 mod prereq;
+mod secure;
 mod wire;
 
 use std::path::PathBuf;
@@ -36,7 +38,9 @@ tasks:
   fuzz [TARGET] [--runs N | --seconds N]
                             the fuzz targets (nightly Rust; cargo-fuzz installed when missing),
                             1,000,000 runs each by default; `test` runs each for 5 s
-  kafka start [--brokers 1|3]
+  kafka start [--brokers 1|3] [--secure]
+                            --secure: also TLS (client certificates) and SASL_SSL (SCRAM,
+                            OAUTHBEARER) listeners under ACLs; see xtask/src/secure.rs
   kafka stop
   kafka status
   prereq                    install missing system packages (libclang-dev, Java, Maven, Prometheus)
@@ -51,7 +55,7 @@ fn main() -> ExitCode {
         ["bench", rest @ ..] => bench(rest),
         ["fuzz", rest @ ..] => fuzz::command(rest),
         ["kafka", "start", rest @ ..] => {
-            parse_brokers(rest).and_then(|n| kafka::start(n).map(|_| ()))
+            parse_start(rest).and_then(|(n, secure)| kafka::start(n, secure).map(|_| ()))
         }
         ["kafka", "stop"] => kafka::stop(),
         ["kafka", "status"] => kafka::status(),
@@ -73,13 +77,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_brokers(args: &[&str]) -> Result<usize, String> {
-    match args {
-        [] => Ok(1),
-        ["--brokers", "1"] => Ok(1),
-        ["--brokers", "3"] => Ok(3),
+fn parse_start(args: &[&str]) -> Result<(usize, bool), String> {
+    let secure = args.contains(&"--secure");
+    let rest: Vec<&str> = args.iter().copied().filter(|a| *a != "--secure").collect();
+    match rest.as_slice() {
+        [] | ["--brokers", "1"] => Ok((1, secure)),
+        ["--brokers", "3"] => Ok((3, secure)),
         _ => Err(format!(
-            "kafka start takes `--brokers 1` or `--brokers 3`, got {args:?}"
+            "kafka start takes `--brokers 1`, `--brokers 3` and `--secure`, got {args:?}"
         )),
     }
 }
@@ -155,7 +160,8 @@ fn test(args: &[&str]) -> Result<(), String> {
     // Build first: a compile error should not cost a broker start, and the build's minutes
     // should not count against test timeouts.
     run(cargo().args(["build", "--workspace", "--all-targets"]))?;
-    let bootstrap = kafka::start(1)?;
+    // With the secured listeners: the TLS, SCRAM and ACL tests use them.
+    let bootstrap = kafka::start(1, true)?;
     // One test at a time: each real-broker test runs several worker processes and a JVM shares the
     // same two cores; parallel tests starve each other's session heartbeats and commit cycles.
     let mut args: Vec<&str> = extra.clone();
@@ -203,7 +209,7 @@ fn bench(args: &[&str]) -> Result<(), String> {
     let rest: Vec<&str> = args.iter().copied().filter(|a| *a != "--smoke").collect();
     prereq::ensure_build_prereqs()?;
     prereq::ensure_java_and_maven()?;
-    let bootstrap = kafka::start(1)?;
+    let bootstrap = kafka::start(1, false)?;
     let result = run_bench(&bootstrap, smoke, &rest);
     let stopped = kafka::stop();
     result?;

@@ -136,10 +136,14 @@ pub fn ensure_java_and_maven() -> Result<(), String> {
 /// Prometheus and promtool (Debian package `prometheus`): the metrics tests scrape a worker with a
 /// real Prometheus server and lint `/metrics` with `promtool check metrics`.
 pub fn ensure_test_tools() -> Result<(), String> {
-    if has_command("prometheus") && has_command("promtool") {
-        return Ok(());
+    if !(has_command("prometheus") && has_command("promtool")) {
+        apt_install(&["--no-install-recommends", "prometheus"])?;
     }
-    apt_install(&["--no-install-recommends", "prometheus"])
+    // The secured test broker's certificates.
+    if !has_command("openssl") {
+        apt_install(&["openssl"])?;
+    }
+    Ok(())
 }
 
 /// Python 3 with `venv` (Debian splits it into `python3-venv`): the Quix Streams peer of the

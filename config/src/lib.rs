@@ -10,6 +10,7 @@
 //! - `expr.rs`: the arithmetic expressions of `map.derive`;
 //! - `interpolate.rs`: `${VAR}`, `${VAR:-default}`, `${VAR:?message}` in job files;
 //! - `load.rs`: reading, parsing and validating, with positions in every error;
+//! - `secret.rs`: which values are secret, and redacting them from text;
 //! - `structure.rs`: every unknown key, wrong type and missing key of a file, not just the first;
 //! - `runtime.rs`: per-process settings (CLI flags > `WEIR_*` variables > the job file).
 
@@ -19,6 +20,7 @@ mod interpolate;
 mod job;
 mod load;
 mod runtime;
+pub mod secret;
 mod structure;
 
 pub use duration::Duration;
@@ -29,3 +31,4 @@ pub use load::{
     MAX_WINDOWS_PER_RECORD,
 };
 pub use runtime::{RuntimeConfig, RuntimeOverrides};
+pub use secret::{is_sensitive_property, redact};

@@ -75,7 +75,7 @@ impl Seen {
         let mut end = META_REPARTITION_SEEN_PREFIX.to_vec();
         *end.last_mut().expect("non-empty prefix") += 1;
         let mut highest = BTreeMap::new();
-        for (k, v) in store.scan(META_REPARTITION_SEEN_PREFIX, &end)? {
+        for (k, v) in store.scan(META_REPARTITION_SEEN_PREFIX, &end, usize::MAX)? {
             let p = k[META_REPARTITION_SEEN_PREFIX.len()..]
                 .try_into()
                 .map(i32::from_be_bytes);

@@ -14,7 +14,7 @@ impl StoreAccess for Empty {
     fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(None)
     }
-    fn scan(&self, _: &[u8], _: &[u8]) -> Result<Entries, StoreError> {
+    fn scan(&self, _: &[u8], _: &[u8], _: usize) -> Result<Entries, StoreError> {
         Ok(Vec::new())
     }
     fn first_key_from(&self, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

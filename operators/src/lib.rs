@@ -84,6 +84,15 @@ pub trait WindowAggregate: Send {
         store: &dyn StoreAccess,
         out: &mut Vec<Emit>,
     ) -> Result<(), weir_state::StoreError>;
+    /// True while windows that have closed wait for the next commit cycle to be emitted (a cycle
+    /// closes a bounded number, so that memory stays bounded when millions close at once).
+    fn close_pending(&self) -> bool;
+    /// Closes the next batch of pending windows (after a commit).
+    fn close_due(
+        &mut self,
+        store: &dyn StoreAccess,
+        out: &mut Vec<Emit>,
+    ) -> Result<(), weir_state::StoreError>;
     /// The commit's writes (changelog and store), each changed entry once; on_update results.
     fn take_dirty(&mut self, out: &mut Vec<Emit>) -> Vec<weir_state::WriteOp>;
     /// Forgets every change not yet committed.
@@ -113,6 +122,16 @@ macro_rules! delegate_window_aggregate {
                 out: &mut Vec<Emit>,
             ) -> Result<(), weir_state::StoreError> {
                 <$t>::close_all(self, store, out)
+            }
+            fn close_pending(&self) -> bool {
+                <$t>::close_pending(self)
+            }
+            fn close_due(
+                &mut self,
+                store: &dyn StoreAccess,
+                out: &mut Vec<Emit>,
+            ) -> Result<(), weir_state::StoreError> {
+                <$t>::close_due(self, store, out)
             }
             fn take_dirty(&mut self, out: &mut Vec<Emit>) -> Vec<weir_state::WriteOp> {
                 <$t>::take_dirty(self, out)

@@ -67,6 +67,11 @@ pub struct SessionAggregate {
     /// No open session ends before this (a lower bound); `None` = no open session.
     earliest_end: Option<i64>,
     late_records: u64,
+    /// Keys closed since the last commit, the most one cycle may close, and where a pass that ran
+    /// out of budget goes on (an end-index key).
+    closed_this_cycle: usize,
+    close_batch: usize,
+    close_cursor: Option<Vec<u8>>,
 }
 
 const APPROX_KEY_BYTES: usize = 160;
@@ -101,6 +106,9 @@ impl SessionAggregate {
             stream_time_dirty: false,
             earliest_end: oldest_stored_end(store, i64::MIN)?,
             late_records: 0,
+            closed_this_cycle: 0,
+            close_batch: crate::windowed::CLOSE_BATCH,
+            close_cursor: None,
         })
     }
 
@@ -209,20 +217,45 @@ impl SessionAggregate {
         Ok(true)
     }
 
-    /// Emits and removes every session that is closed at the current stream time.
-    fn close_due(
+    /// True while sessions that stream time has closed wait for the next commit cycle.
+    pub fn close_pending(&self) -> bool {
+        self.earliest_end.is_some_and(|e| e < self.close_limit())
+    }
+
+    /// Sets the most keys one commit cycle closes sessions of (tests).
+    pub fn set_close_batch(&mut self, keys: usize) {
+        self.close_batch = keys.max(1);
+    }
+
+    /// Emits and removes the sessions that are closed at the current stream time, at most
+    /// `close_batch` keys per commit cycle, in the order of the end index; the rest stays pending
+    /// and goes on from `close_cursor` after the commit (see the windowed operator).
+    pub fn close_due(
         &mut self,
         store: &dyn StoreAccess,
         out: &mut Vec<Emit>,
     ) -> Result<(), StoreError> {
-        let limit = self.close_limit();
-        match self.earliest_end {
-            Some(e) if e < limit => {}
-            _ => return Ok(()),
+        if !self.close_pending() || self.closed_this_cycle >= self.close_batch {
+            return Ok(());
         }
+        let limit = self.close_limit();
         let limit_key = start_prefix(limit);
+        let from = self
+            .close_cursor
+            .take()
+            .unwrap_or_else(|| start_prefix(i64::MIN).to_vec());
+        let budget = self.close_batch - self.closed_this_cycle;
+        let stored = store.scan(&from, &limit_key, budget)?;
+        let upto = match stored.last() {
+            Some((k, _)) if stored.len() == budget => {
+                let mut next = k.clone();
+                next.push(0);
+                next
+            }
+            _ => limit_key.to_vec(),
+        };
         let mut keys: BTreeSet<String> = BTreeSet::new();
-        for (k, _) in store.scan(&start_prefix(i64::MIN), &limit_key)? {
+        for (k, _) in stored {
             let wk = WindowKey::decode(&k)
                 .ok_or_else(|| crate::windowed::undecodable("a session end index key", &k, &[]))?;
             if !self.cache.contains_key(&wk.key) {
@@ -232,8 +265,13 @@ impl SessionAggregate {
         keys.extend(
             self.cached_ends
                 .range(..(limit, String::new()))
+                .filter(|(end, key)| {
+                    let k = WindowKey::encode(*end, key);
+                    k >= from && k < upto
+                })
                 .map(|(_, k)| k.clone()),
         );
+        self.closed_this_cycle += keys.len();
         for key in keys {
             self.load(store, &key)?;
             let entry = self.cache.get_mut(&key).expect("loaded");
@@ -251,6 +289,10 @@ impl SessionAggregate {
                     out.push(self.result(&key, s));
                 }
             }
+        }
+        if upto[..] != limit_key[..] {
+            self.close_cursor = Some(upto);
+            return Ok(());
         }
         let next_store = oldest_stored_end(store, limit)?;
         let next_cache = self.cached_ends.first().map(|(e, _)| *e);
@@ -286,6 +328,7 @@ impl SessionAggregate {
 
     /// At commit: each dirty key's session list and index changes, once; on_update results.
     pub fn take_dirty(&mut self, out: &mut Vec<Emit>) -> Vec<WriteOp> {
+        self.closed_this_cycle = 0;
         let mut writes = Vec::new();
         let mut emptied = Vec::new();
         let on_update = self.emit == EmitMode::OnUpdate;
@@ -358,6 +401,8 @@ impl SessionAggregate {
         self.stream_time = stored_stream_time(store)?;
         self.stream_time_dirty = false;
         self.earliest_end = oldest_stored_end(store, i64::MIN)?;
+        self.closed_this_cycle = 0;
+        self.close_cursor = None;
         Ok(())
     }
 }
@@ -482,5 +527,30 @@ mod tests {
         s.process(&store, "m", 2 * M, 1.0, &mut out).unwrap();
         s.process(&store, "x", 40 * M, 0.0, &mut out).unwrap();
         assert_eq!(parsed(&out)[1], ("m".into(), 0, 2 * M, 3.0));
+    }
+
+    #[test]
+    fn a_mass_close_of_sessions_goes_in_bounded_batches_each_once() {
+        let mut store = MemStore::default();
+        let mut s = op(&store, EmitMode::OnClose, 0);
+        s.set_close_batch(64);
+        let mut out = Vec::new();
+        for i in 0..1000 {
+            s.process(&store, &format!("m{i:04}"), i, 1.0, &mut out)
+                .unwrap();
+        }
+        store.apply(s.take_dirty(&mut out));
+        s.process(&store, "x", 120 * M, 1.0, &mut out).unwrap();
+        assert_eq!(out.len(), 64);
+        while s.close_pending() {
+            store.apply(s.take_dirty(&mut out));
+            let before = out.len();
+            s.close_due(&store, &mut out).unwrap();
+            assert!(out.len() - before <= 64);
+        }
+        let mut keys: Vec<String> = out.iter().map(|e| e.key.clone()).collect();
+        keys.sort();
+        let expected: Vec<String> = (0..1000).map(|i| format!("m{i:04}")).collect();
+        assert_eq!(keys, expected, "every session once");
     }
 }

@@ -21,8 +21,8 @@ use weir_state::{Entries, StoreError, WriteOp};
 /// Read access to the task's store, as the operator needs it.
 pub trait StoreAccess {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Entries with keys in `[from, to)`, in key order.
-    fn scan(&self, from: &[u8], to: &[u8]) -> Result<Entries, StoreError>;
+    /// Entries with keys in `[from, to)`, in key order, at most `limit` of them.
+    fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Entries, StoreError>;
     /// The first key at or after `from`.
     fn first_key_from(&self, from: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// The last key strictly before `to`.
@@ -34,8 +34,8 @@ impl StoreAccess for Store {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Store::get(self, key)
     }
-    fn scan(&self, from: &[u8], to: &[u8]) -> Result<Entries, StoreError> {
-        Store::scan(self, from, to)
+    fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Entries, StoreError> {
+        Store::scan(self, from, to, limit)
     }
     fn first_key_from(&self, from: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Store::first_key_from(self, from)
@@ -126,9 +126,17 @@ pub struct WindowedAggregate {
     /// The smallest window start that may still be open (cache or store); `None` = no open window.
     earliest_open: Option<i64>,
     late_records: u64,
+    /// Windows closed since the last commit, and the most one commit cycle may close.
+    closed_this_cycle: usize,
+    close_batch: usize,
+    /// Where a closing pass that ran out of budget goes on (a store key; below it all is closed).
+    close_cursor: Option<Vec<u8>>,
 }
 
 const APPROX_ENTRY_BYTES: usize = 128;
+/// Windows closed per commit cycle: their results and tombstones wait in memory for the commit
+/// (a few hundred bytes each), and one transaction carries them.
+pub const CLOSE_BATCH: usize = 20_000;
 
 impl WindowedAggregate {
     /// Opens the operator over a (restored) store: stream time and the oldest open window are read back.
@@ -153,6 +161,9 @@ impl WindowedAggregate {
             stream_time_dirty: false,
             earliest_open,
             late_records: 0,
+            closed_this_cycle: 0,
+            close_batch: CLOSE_BATCH,
+            close_cursor: None,
         })
     }
 
@@ -248,59 +259,90 @@ impl WindowedAggregate {
         self.close_due(store, out)
     }
 
-    fn close_due(
+    /// True while windows that stream time has closed are still waiting to be emitted: the commit
+    /// cycle's closing budget ran out. The engine commits and calls [`Self::close_due`] again.
+    pub fn close_pending(&self) -> bool {
+        self.earliest_open
+            .is_some_and(|e| self.windowing.is_closed(e, self.stream_time))
+    }
+
+    /// Sets the most windows one commit cycle closes (tests; the default suits production).
+    pub fn set_close_batch(&mut self, windows: usize) {
+        self.close_batch = windows.max(1);
+    }
+
+    /// Emits and deletes the windows that stream time has closed, in key order, at most
+    /// `close_batch` per commit cycle: an hour boundary over millions of meters closes millions
+    /// of windows at once, and their results, tombstones and changelog records are held in memory
+    /// until the commit. What is left stays pending (records for those windows are already late,
+    /// so waiting changes no result) and continues after the commit, from `close_cursor`.
+    pub fn close_due(
         &mut self,
         store: &dyn StoreAccess,
         out: &mut Vec<Emit>,
     ) -> Result<(), StoreError> {
-        let Some(earliest) = self.earliest_open else {
-            return Ok(());
-        };
-        if !self.windowing.is_closed(earliest, self.stream_time) {
+        if !self.close_pending() || self.closed_this_cycle >= self.close_batch {
             return Ok(());
         }
-        let limit = self.windowing.closed_before(self.stream_time);
-        let limit_key = start_prefix(limit);
-        // Closing windows: those in the store below the limit, overlaid by the cache.
+        let limit_key = start_prefix(self.windowing.closed_before(self.stream_time));
+        // Everything below the cursor is closed already (deleted, or a tombstone in the cache
+        // until the commit); no window below the limit can open again.
+        let from = self
+            .close_cursor
+            .take()
+            .unwrap_or_else(|| start_prefix(i64::MIN).to_vec());
+        let budget = self.close_batch - self.closed_this_cycle;
+        let stored = store.scan(&from, &limit_key, budget)?;
+        // This batch covers [from, upto): up to the limit, or just past the last key read.
+        let upto = match stored.last() {
+            Some((k, _)) if stored.len() == budget => {
+                let mut next = k.clone();
+                next.push(0);
+                next
+            }
+            _ => limit_key.to_vec(),
+        };
+        let in_batch = |k: &[u8]| k >= &from[..] && k < &upto[..];
+        // Closing windows: those in the store, overlaid by the cache.
         // (key, aggregate, changed since the last commit)
-        let mut closing: Vec<(Vec<u8>, Option<Agg>, bool)> = Vec::new();
-        for (k, v) in store.scan(&start_prefix(i64::MIN), &limit_key)? {
-            match self.cache.get(&k) {
-                Some(_) => {}
-                None => {
-                    let agg = decode_agg(&k, &v)?;
-                    closing.push((k, Some(agg), false))
-                }
+        let mut closing: Vec<(Vec<u8>, Agg, bool)> = Vec::new();
+        for (k, v) in stored {
+            if !self.cache.contains_key(&k) {
+                let agg = decode_agg(&k, &v)?;
+                closing.push((k, agg, false));
             }
         }
         for (k, e) in &self.cache {
-            if k.as_slice() < &limit_key[..] && k.first() == Some(&0x01) {
-                closing.push((k.clone(), e.agg, e.dirty));
+            if let Some(agg) = e.agg.filter(|_| k.first() == Some(&0x01) && in_batch(k)) {
+                closing.push((k.clone(), agg, e.dirty));
             }
         }
         closing.sort_by(|a, b| a.0.cmp(&b.0));
+        self.closed_this_cycle += closing.len();
         for (k, agg, changed) in closing {
             let wk = WindowKey::decode(&k).ok_or_else(|| undecodable("a window key", &k, &[]))?;
-            if let Some(agg) = agg {
-                // on_update: the last change of a window reaches the sink even when it closes
-                // before the commit that would have emitted it.
-                if self.emit == EmitMode::OnClose || changed {
-                    out.push(result(
-                        &self.key_name,
-                        self.windowing.size_ms,
-                        &self.functions,
-                        &agg,
-                        wk,
-                    ));
-                }
-                self.cache.insert(
-                    k,
-                    Entry {
-                        agg: None,
-                        dirty: true,
-                    },
-                );
+            // on_update: the last change of a window reaches the sink even when it closes
+            // before the commit that would have emitted it.
+            if self.emit == EmitMode::OnClose || changed {
+                out.push(result(
+                    &self.key_name,
+                    self.windowing.size_ms,
+                    &self.functions,
+                    &agg,
+                    wk,
+                ));
             }
+            self.cache.insert(
+                k,
+                Entry {
+                    agg: None,
+                    dirty: true,
+                },
+            );
+        }
+        if upto[..] != limit_key[..] {
+            self.close_cursor = Some(upto);
+            return Ok(());
         }
         let next_store = store
             .first_key_from(&limit_key)?
@@ -321,6 +363,7 @@ impl WindowedAggregate {
     /// (`None` = delete), plus on_update results into `out`. Entries become clean; the cache is
     /// trimmed to its budget.
     pub fn take_dirty(&mut self, out: &mut Vec<Emit>) -> Vec<WriteOp> {
+        self.closed_this_cycle = 0;
         let mut writes = Vec::new();
         let mut deleted = Vec::new();
         for (k, e) in self.cache.iter_mut().filter(|(_, e)| e.dirty) {
@@ -378,6 +421,8 @@ impl WindowedAggregate {
         self.stream_time = stored_stream_time(store)?;
         self.stream_time_dirty = false;
         self.earliest_open = oldest_stored_window(store)?;
+        self.closed_this_cycle = 0;
+        self.close_cursor = None;
         Ok(())
     }
 }
@@ -395,10 +440,11 @@ pub(crate) mod tests {
         fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
             Ok(self.0.get(key).cloned())
         }
-        fn scan(&self, from: &[u8], to: &[u8]) -> Result<Entries, StoreError> {
+        fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Entries, StoreError> {
             Ok(self
                 .0
                 .range(from.to_vec()..to.to_vec())
+                .take(limit)
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect())
         }
@@ -614,5 +660,67 @@ pub(crate) mod tests {
         agg.process(&store, "m1", H, 0.0, &mut out).unwrap();
         let m1 = out.iter().map(parse).find(|v| v["k"] == "m1").unwrap();
         assert_eq!(m1["sum"].as_f64(), Some(2.0));
+    }
+
+    #[test]
+    fn a_mass_close_goes_in_bounded_batches_and_emits_each_window_once() {
+        let mut store = MemStore::default();
+        let w = Windowing {
+            size_ms: H,
+            advance_ms: H,
+            grace_ms: 0,
+        };
+        // The smallest cache (1,024 entries): after a commit most windows are in the store only.
+        let mut agg = WindowedAggregate::open(
+            &store,
+            w,
+            EmitMode::OnClose,
+            vec![AggregateFn::Count],
+            "k".into(),
+            0,
+        )
+        .unwrap();
+        agg.set_close_batch(100);
+        let mut out = Vec::new();
+        for i in 0..3000 {
+            agg.process(&store, &format!("m{i:04}"), 5, 1.0, &mut out)
+                .unwrap();
+        }
+        store.apply(agg.take_dirty(&mut out));
+        assert!(agg.cached_entries() < 3000);
+        // A record of the next hour closes all 3,000 windows of the first: 100 per cycle.
+        agg.process(&store, "x", H, 1.0, &mut out).unwrap();
+        assert_eq!(out.len(), 100);
+        assert!(agg.close_pending());
+        // Pending windows are closed already: a record for them is late, never a second result.
+        assert!(!agg.process(&store, "m0001", 6, 1.0, &mut out).unwrap());
+        let mut cycles = 1;
+        while agg.close_pending() {
+            store.apply(agg.take_dirty(&mut out));
+            let before = out.len();
+            agg.close_due(&store, &mut out).unwrap();
+            assert!(out.len() - before <= 100, "a cycle closes at most its batch");
+            cycles += 1;
+        }
+        // 30 batches of 100, and perhaps one that finds nothing more below the limit.
+        assert!((30..=31).contains(&cycles), "{cycles} cycles");
+        let mut keys: Vec<String> = out
+            .iter()
+            .map(|e| {
+                assert_eq!(parse(e)["count"].as_u64(), Some(1));
+                e.key.clone()
+            })
+            .collect();
+        keys.sort();
+        let expected: Vec<String> = (0..3000).map(|i| format!("m{i:04}")).collect();
+        assert_eq!(keys, expected, "every window once");
+        store.apply(agg.take_dirty(&mut out));
+        let left: Vec<_> = store
+            .0
+            .keys()
+            .filter_map(|k| WindowKey::decode(k))
+            .collect();
+        assert_eq!(left.len(), 1, "only the open window of the next hour: {left:?}");
+        assert_eq!(left[0].key, "x");
     }
 }

@@ -75,12 +75,12 @@ impl Store {
         Ok(self.db.flush_wal(true)?)
     }
 
-    /// Entries with keys in `[from, to)`, in key order.
-    pub fn scan(&self, from: &[u8], to: &[u8]) -> Result<Entries, StoreError> {
+    /// Entries with keys in `[from, to)`, in key order, at most `limit` of them.
+    pub fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Entries, StoreError> {
         let mut out = Vec::new();
         let mut it = self.db.raw_iterator();
         it.seek(from);
-        while it.valid() {
+        while it.valid() && out.len() < limit {
             let key = it.key().expect("valid iterator has a key");
             if key >= to {
                 break;
@@ -171,7 +171,7 @@ mod tests {
         store.sync().unwrap();
         assert_eq!(store.get(b"a1").unwrap().as_deref(), Some(&b"x"[..]));
         let keys: Vec<Vec<u8>> = store
-            .scan(b"a", b"b")
+            .scan(b"a", b"b", usize::MAX)
             .unwrap()
             .into_iter()
             .map(|(k, _)| k)

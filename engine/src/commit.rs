@@ -163,7 +163,10 @@ impl CommitStep for AtLeastOnce {
 /// Exactly-once: one transaction per commit cycle holds the outputs, the changelog records, the
 /// dead letters and the input offsets (sent with the consumer's group metadata, so a member that
 /// was replaced is fenced). Nothing of an aborted cycle is visible to read_committed readers.
-pub(crate) struct ExactlyOnce;
+pub(crate) struct ExactlyOnce {
+    /// For errors: the id whose ACL a principal needs.
+    pub transactional_id: String,
+}
 
 /// Sorts a transactional error into the commit's outcomes.
 fn classify(what: &str, e: KafkaError) -> CommitFailure {
@@ -225,7 +228,18 @@ impl CommitStep for ExactlyOnce {
         // Fences any older instance with the same transactional id and aborts its open transaction.
         producer
             .init_transactions(Duration::from_secs(60))
-            .map_err(|e| anyhow::anyhow!("initialising transactions: {e}"))?;
+            .map_err(|e| {
+                match e.rdkafka_error_code().and_then(|code| {
+                    crate::kafka_errors::explain_authorization(
+                        code,
+                        &format!("TransactionalId:{}", self.transactional_id),
+                        "WRITE",
+                    )
+                }) {
+                    Some(why) => anyhow::anyhow!("initialising transactions: {why}"),
+                    None => anyhow::anyhow!("initialising transactions: {e}"),
+                }
+            })?;
         producer
             .begin_transaction()
             .map_err(|e| anyhow::anyhow!("beginning a transaction: {e}"))

@@ -1,7 +1,9 @@
 //! Failpoints for crash tests: `WEIR_FAILPOINT=<name>[:<n>]` aborts the process (no clean-up, like
 //! SIGKILL) the n-th time (default: the first) execution reaches the failpoint `name`. Unset, a
 //! failpoint costs one relaxed atomic load. `drop_output[:n]` instead silently drops the n-th
-//! result record (a deliberately broken run, for proving that verifiers fail).
+//! result record (a deliberately broken run, for proving that verifiers fail). `hold_fetch:<s>`
+//! stops fetching every partition for `s` seconds after the first record (a consumer cut off from
+//! records that are there, as after an outage or a stall).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -37,5 +39,14 @@ pub fn hit(name: &str) {
             eprintln!("failpoint {name}: aborting");
             std::process::abort();
         }
+    }
+}
+
+/// The number given to failpoint `name` when it is the configured one (`WEIR_FAILPOINT=name:n`),
+/// for failpoints that take a value rather than a hit count.
+pub fn value(name: &str) -> Option<u64> {
+    match configured() {
+        Some((wanted, n)) if wanted == name => Some(*n),
+        _ => None,
     }
 }

@@ -5,7 +5,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use std::time::Duration;
+use crate::kafka_errors::{creation_error, explain_authorization, explain_hopeless, Watched};
+use rdkafka::types::RDKafkaErrorCode;
+use std::time::{Duration, Instant};
 use weir_config::Job;
 
 /// Base client settings: bootstrap servers plus the job's pass-through librdkafka properties.
@@ -20,21 +22,40 @@ pub fn client_config(brokers: &str, job: &Job) -> ClientConfig {
 }
 
 /// Partition count of each topic, from cluster metadata (`None` = the topic does not exist).
+/// Waits up to 10 s for the cluster, but a failed authentication or TLS handshake ends the wait at
+/// once with an error that says so (no retry cures wrong credentials).
 pub fn partition_count(brokers: &str, job: &Job, topic: &str) -> anyhow::Result<Option<usize>> {
-    let consumer: BaseConsumer = client_config(brokers, job)
-        .create()
-        .context("creating a metadata client")?;
-    let md = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .with_context(|| format!("fetching metadata of {topic} from {brokers}"))?;
-    Ok(md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .and_then(|t| match t.error() {
-            None => Some(t.partitions().len()),
-            Some(_) => None,
-        }))
+    let consumer: BaseConsumer<Watched> = client_config(brokers, job)
+        .create_with_context(Watched::default())
+        .map_err(|e| creation_error("creating a metadata client", e))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let md = loop {
+        match consumer.fetch_metadata(Some(topic), Duration::from_millis(500)) {
+            Ok(md) => break md,
+            Err(e) => {
+                // Serves the client's events: its error callbacks run only in a poll.
+                let _ = consumer.poll(Duration::ZERO);
+                if let Some(reason) = consumer.context().hopeless() {
+                    bail!("{}", explain_hopeless(job, &reason));
+                }
+                if Instant::now() >= deadline {
+                    return Err(e)
+                        .with_context(|| format!("fetching metadata of {topic} from {brokers}"));
+                }
+            }
+        }
+    };
+    let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+        return Ok(None);
+    };
+    match t.error().map(RDKafkaErrorCode::from) {
+        None => Ok(Some(t.partitions().len())),
+        Some(code @ RDKafkaErrorCode::TopicAuthorizationFailed) => bail!(
+            "{}",
+            explain_authorization(code, &format!("Topic:{topic}"), "DESCRIBE").expect("an ACL error")
+        ),
+        Some(_) => Ok(None),
+    }
 }
 
 /// Makes sure an internal topic exists with `partitions` partitions (compacted when `compacted`).
@@ -54,7 +75,7 @@ pub fn ensure_topic(
     }
     let admin: AdminClient<DefaultClientContext> = client_config(brokers, job)
         .create()
-        .context("creating an admin client")?;
+        .map_err(|e| creation_error("creating an admin client", e))?;
     let replication = match replication {
         Some(r) => TopicReplication::Fixed(r as i32),
         None => TopicReplication::Fixed(-1),
@@ -74,7 +95,13 @@ pub fn ensure_topic(
         match r {
             Ok(_) => tracing::info!(topic, partitions, "created topic"),
             Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((t, e)) => bail!("creating topic {t}: {e}"),
+            Err((t, code)) => match explain_authorization(code, &format!("Topic:{t}"), "CREATE") {
+                Some(why) => bail!(
+                    "creating topic {t}: {why}; or create it beforehand with {partitions} partitions{}",
+                    if compacted { " and cleanup.policy=compact" } else { "" }
+                ),
+                None => bail!("creating topic {t}: {code}"),
+            },
         }
     }
     // Metadata may lag creation for a moment; wait until the topic is visible.

@@ -7,6 +7,7 @@
 //! - `commit.rs`: the guarantee-specific commit step;
 //! - `deliveries.rs`: producer delivery reports (failures, changelog offsets for checkpoints);
 //! - `kafka.rs`: client configuration and internal topics;
+//! - `kafka_errors.rs`: Kafka errors a user can act on (listener, mechanism, missing ACL), no values;
 //! - `metrics.rs`, `health.rs`, `http.rs`: `/metrics`, `/livez`, `/readyz`;
 //! - `generator.rs`: deterministic meter readings (demo, tests, drills);
 //! - `demo.rs`: `weir demo`, the flagship job on an in-process mock cluster;
@@ -26,6 +27,7 @@ pub mod generator;
 pub mod health;
 pub mod http;
 pub mod kafka;
+pub mod kafka_errors;
 pub mod metrics;
 mod repartition;
 mod task;

@@ -88,6 +88,8 @@ pub struct Task {
     /// State writes produced to the changelog, applied to the store after the commit.
     pub pending: Vec<WriteOp>,
     pub restore: Option<Restore>,
+    /// The start of the task's silence, for the idle close: its last record, or the last time it
+    /// was seen cut off from a partition leader.
     pub last_record_at: Instant,
     pub last_checkpoint_at: Instant,
     pub failure: Option<String>,

@@ -10,6 +10,7 @@ use crate::commit::{Aborted, AtLeastOnce, CommitFailure, CommitStep, ExactlyOnce
 use crate::deliveries::Deliveries;
 use crate::health::Health;
 use crate::kafka::{client_config, ensure_topic, partition_count};
+use crate::kafka_errors::creation_error;
 use crate::metrics::Metrics;
 use crate::task::{Restore, Task, TaskState};
 use anyhow::{bail, Context as _};
@@ -93,6 +94,14 @@ pub(crate) struct Core {
     /// not yet handed over). The fetch position passes transaction markers and aborted records,
     /// which the processed position never does.
     fetched: BTreeMap<(String, i32), (i64, i64)>,
+    /// Failpoint `hold_fetch`: the partitions paused and until when (then `Done`).
+    fetch_hold: FetchHold,
+}
+
+enum FetchHold {
+    Never,
+    Holding(Instant, TopicPartitionList),
+    Done,
 }
 
 pub(crate) struct WorkerContext {
@@ -105,10 +114,25 @@ impl ClientContext for WorkerContext {
     fn stats(&self, stats: Statistics) {
         {
             let mut core = self.core.lock().unwrap();
+            let up: Vec<i32> = stats
+                .brokers
+                .values()
+                .filter(|b| b.state == "UP")
+                .map(|b| b.nodeid)
+                .collect();
             for (topic, t) in &stats.topics {
                 for (p, ps) in t.partitions.iter().filter(|(p, _)| **p >= 0) {
                     core.fetched
                         .insert((topic.clone(), *p), (ps.next_offset, ps.fetchq_cnt));
+                    if !up.contains(&ps.leader) {
+                        // No connection to the partition's leader: the task is not idle, it is
+                        // cut off (see `close_idle`); its silence counts from when it is back.
+                        if let Some(task) = core.tasks.get_mut(p) {
+                            if task.topics.contains(topic) {
+                                task.last_record_at = Instant::now();
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -213,6 +237,20 @@ fn open_store(path: &Path, resources: &SharedResources) -> Result<Store, StoreEr
         }
     }
     Store::open(path, resources)
+}
+
+/// A consumer error that is a missing ACL, as what the job's principal needs.
+fn not_authorized(e: &KafkaError, group: &str, topics: &[&str]) -> Option<String> {
+    let code = e.rdkafka_error_code()?;
+    let resource = match code {
+        RDKafkaErrorCode::GroupAuthorizationFailed => format!("Group:{group}"),
+        _ => topics
+            .iter()
+            .map(|t| format!("Topic:{t}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    crate::kafka_errors::explain_authorization(code, &resource, "READ")
 }
 
 fn tpl_of(topics: &[String], partitions: &[i32]) -> TopicPartitionList {
@@ -805,18 +843,7 @@ impl Core {
                 msg.topic(),
                 msg.offset()
             );
-            tracing::error!("{reason}");
-            if e.0.starts_with("Corruption") {
-                // Damaged local state: without a checkpoint, the next assignment wipes the store
-                // and restores it from the changelog.
-                if let Some(dir) = &task.dir {
-                    Checkpoint::delete(&dir.checkpoint_path())?;
-                }
-            }
-            task.failure = Some(reason.clone());
-            self.set_state(p, TaskState::Failed);
-            self.rejoin_because.get_or_insert(reason);
-            return Ok(());
+            return self.store_failed(p, reason, &e);
         }
         if let Some(topic) = &self.repartition {
             for (key, payload) in self.repartitioned.drain(..) {
@@ -883,7 +910,27 @@ impl Core {
             }
         }
         task.counters.consumed.inc();
+        if let (FetchHold::Never, Some(secs)) =
+            (&self.fetch_hold, crate::failpoint::value("hold_fetch"))
+        {
+            let held = consumer.assignment()?;
+            consumer.pause(&held)?;
+            tracing::warn!("failpoint hold_fetch: no fetching for {secs} s");
+            self.fetch_hold = FetchHold::Holding(Instant::now() + Duration::from_secs(secs), held);
+        }
         self.flush_emits()
+    }
+
+    /// Ends a `hold_fetch` failpoint's pause once it is due.
+    fn end_fetch_hold(&mut self, consumer: &GroupConsumer) -> anyhow::Result<()> {
+        if let FetchHold::Holding(until, held) = &self.fetch_hold {
+            if Instant::now() >= *until {
+                consumer.resume(held)?;
+                tracing::warn!("failpoint hold_fetch: fetching again");
+                self.fetch_hold = FetchHold::Done;
+            }
+        }
+        Ok(())
     }
 
     /// Sends the results produced so far to the sink.
@@ -921,6 +968,7 @@ impl Core {
         let Some(idle) = self.window.as_ref().and_then(|w| w.idle_close) else {
             return Ok(());
         };
+        let mut failed = None;
         for task in self
             .tasks
             .values_mut()
@@ -931,6 +979,7 @@ impl Core {
             }
             let p = task.partition;
             let fetched = &self.fetched;
+            // (why not, whether the leader could not be asked)
             let behind = task.topics.iter().find_map(|topic| {
                 let next = task
                     .positions
@@ -940,27 +989,89 @@ impl Core {
                 let drained = fetched.get(&(topic.clone(), p)).copied();
                 match consumer.fetch_watermarks(topic, p, Duration::from_secs(1)) {
                     Ok((_, high)) if crate::task::caught_up(next, high, drained) => None,
-                    Ok((_, high)) => Some(format!(
-                        "{topic}[{p}] is behind (next {next:?}, fetched {drained:?}, end {high})"
+                    Ok((_, high)) => Some((
+                        format!(
+                            "{topic}[{p}] is behind (next {next:?}, fetched {drained:?}, end {high})"
+                        ),
+                        false,
                     )),
-                    Err(e) => Some(format!("{topic}[{p}]: end offset unknown ({e})")),
+                    Err(e) => Some((format!("{topic}[{p}]: end offset unknown ({e})"), true)),
                 }
             });
-            if let Some(why) = behind {
+            if let Some((why, unreachable)) = behind {
                 tracing::debug!(partition = p, "no idle close: {why}");
-                // Ask again in a few seconds, not at every turn of the loop.
-                task.last_record_at = Instant::now()
-                    .checked_sub(idle.saturating_sub(Duration::from_secs(5)))
-                    .unwrap_or_else(Instant::now);
+                task.last_record_at = if unreachable {
+                    // Disconnected: silence counts again from now, once connected (the records
+                    // producers held back during an outage arrive after it).
+                    Instant::now()
+                } else {
+                    // Behind: ask again in a few seconds, not at every turn of the loop.
+                    Instant::now()
+                        .checked_sub(idle.saturating_sub(Duration::from_secs(5)))
+                        .unwrap_or_else(Instant::now)
+                };
                 continue;
             }
             task.last_record_at = Instant::now();
             if let (Some(agg), Some(store)) = (task.agg.as_mut(), task.store.as_ref()) {
-                agg.close_all(store, &mut self.emits)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if let Err(e) = agg.close_all(store, &mut self.emits) {
+                    failed = Some((p, e));
+                    break;
+                }
             }
         }
+        if let Some((p, e)) = failed {
+            let reason = format!("the state store of partition {p} failed at idle close: {e}");
+            return self.store_failed(p, reason, &e);
+        }
         self.flush_emits()
+    }
+
+    /// A task whose store failed: its state cannot be trusted past this point, nor skipped over.
+    /// Nothing of this cycle is committed, and the worker rejoins (see `rejoin_because`).
+    fn store_failed(&mut self, p: i32, reason: String, e: &StoreError) -> anyhow::Result<()> {
+        tracing::error!("{reason}");
+        let task = self.tasks.get_mut(&p).expect("task");
+        if e.0.starts_with("Corruption") {
+            // Damaged local state: without a checkpoint, the next assignment wipes the store
+            // and restores it from the changelog.
+            if let Some(dir) = &task.dir {
+                Checkpoint::delete(&dir.checkpoint_path())?;
+            }
+        }
+        task.failure = Some(reason.clone());
+        self.set_state(p, TaskState::Failed);
+        self.rejoin_because.get_or_insert(reason);
+        Ok(())
+    }
+
+    /// Windows that closed but did not fit in the last commit cycle (see `close_due` in the
+    /// operators): the next batch of each task, now. True when some remain after it, so that the
+    /// caller commits again without waiting for the interval.
+    fn continue_closing(&mut self) -> anyhow::Result<bool> {
+        let mut pending = false;
+        let mut failed = None;
+        for task in self
+            .tasks
+            .values_mut()
+            .filter(|t| t.state() == TaskState::Running)
+        {
+            if let (Some(agg), Some(store)) = (task.agg.as_mut(), task.store.as_ref()) {
+                if agg.close_pending() {
+                    if let Err(e) = agg.close_due(store, &mut self.emits) {
+                        failed = Some((task.partition, e));
+                        break;
+                    }
+                    pending |= agg.close_pending();
+                }
+            }
+        }
+        if let Some((p, e)) = failed {
+            let reason = format!("the state store of partition {p} failed closing windows: {e}");
+            return self.store_failed(p, reason, &e).map(|_| false);
+        }
+        self.flush_emits()?;
+        Ok(pending)
     }
 
     /// The commit cycle for `only` (or every task): changelog + outputs flushed, offsets committed,
@@ -1317,29 +1428,31 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                         .max(10_000)
                         .to_string()
                 });
-            pc.set("transactional.id", id)
+            pc.set("transactional.id", &id)
                 .set("transaction.timeout.ms", txn_timeout_ms)
                 .set("message.timeout.ms", "10000");
-            Box::new(ExactlyOnce)
+            Box::new(ExactlyOnce {
+                transactional_id: id,
+            })
         }
     };
     let producer: BaseProducer<Deliveries> = pc
         .create_with_context(Deliveries::new(
             window.as_ref().map(|w| w.changelog.clone()),
         ))
-        .context("creating the producer")?;
+        .map_err(|e| creation_error("creating the producer", e))?;
     let restore_consumer: BaseConsumer = client_config(&brokers, &job)
         .set("group.id", format!("{name}-restore"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .create()
-        .context("creating the restore consumer")?;
+        .map_err(|e| creation_error("creating the restore consumer", e))?;
 
     let watermarks: BaseConsumer = client_config(&brokers, &job)
         .set("isolation.level", "read_uncommitted")
         .create()
-        .context("creating the watermark client")?;
+        .map_err(|e| creation_error("creating the watermark client", e))?;
     let state_dir = PathBuf::from(&runtime.state_dir);
     let mut commit = commit;
     commit.start(&producer)?;
@@ -1369,6 +1482,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         repartitioned: Vec::new(),
         last_restore_log: Instant::now(),
         fetched: BTreeMap::new(),
+        fetch_hold: FetchHold::Never,
         commit,
     }));
 
@@ -1412,7 +1526,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             topics: topics.clone(),
         })
-        .context("creating the consumer")?;
+        .map_err(|e| creation_error("creating the consumer", e))?;
     // A re-keyed job also consumes its repartition topic: partition p of both belongs to task p.
     let subscribed: Vec<&str> = topics
         .iter()
@@ -1458,6 +1572,9 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                                 bail!("consumer: {e}")
                             }
                             Some(Err(e)) => {
+                                if let Some(why) = not_authorized(&e, &name, &subscribed) {
+                                    bail!("consumer: {why}");
+                                }
                                 tracing::warn!("consumer: {e}");
                                 break;
                             }
@@ -1472,7 +1589,13 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
                 // Fatal for the consumer (e.g. its static instance id was taken by a newer
                 // process): this worker is replaced; stop instead of spinning.
                 Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => bail!("consumer: {e}"),
-                Some(Err(e)) => tracing::warn!("consumer: {e}"),
+                Some(Err(e)) => {
+                    // A missing ACL is no outage: no retry helps, say what is missing and stop.
+                    if let Some(why) = not_authorized(&e, &name, &subscribed) {
+                        bail!("consumer: {why}");
+                    }
+                    tracing::warn!("consumer: {e}")
+                }
                 None => {}
             }
             c.restore_step(
@@ -1510,6 +1633,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             }
             let now = Instant::now();
             if now >= next_housekeeping {
+                c.end_fetch_hold(&consumer)?;
                 c.close_idle(&consumer)?;
                 c.update_gauges();
                 c.producer.poll(Duration::ZERO);
@@ -1517,7 +1641,11 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             }
             if now >= next_commit {
                 next_commit = Instant::now() + commit_interval;
-                if let Err(e) = c.commit(&consumer, None) {
+                let committed = c.commit(&consumer, None);
+                if committed.is_ok() && c.continue_closing()? {
+                    next_commit = Instant::now();
+                }
+                if let Err(e) = committed {
                     if e.is::<Fenced>() {
                         // A newer instance with this identity owns the tasks now. Rejoining under
                         // the same transactional and instance id would fence it in turn: stop.

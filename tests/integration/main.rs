@@ -16,4 +16,6 @@ mod measure;
 mod mock;
 mod observability;
 mod patterns;
+mod secure;
 mod state_recovery;
+mod window_close;

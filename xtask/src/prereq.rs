@@ -96,7 +96,10 @@ pub fn ensure_build_prereqs() -> Result<(), String> {
         ("cc", "build-essential"),
         ("c++", "g++"),
         ("make", "make"),
+        // OpenSSL's build (vendored, for librdkafka) runs its Perl Configure script.
         ("perl", "perl"),
+        // librdkafka is built with CMake (its configure script misses the static libcurl).
+        ("cmake", "cmake"),
     ] {
         if !has_command(cmd) {
             missing.push(pkg);

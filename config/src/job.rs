@@ -23,6 +23,19 @@ pub struct Job {
     pub processing: ProcessingConfig,
     #[serde(default)]
     pub runtime: RuntimeSection,
+    /// The values `${VAR}` took from the environment (see [`Job::secrets`]).
+    #[serde(skip)]
+    pub(crate) from_env: EnvValues,
+}
+
+/// Values taken from the environment. Never shown: its `Debug` counts them.
+#[derive(Clone, Default)]
+pub(crate) struct EnvValues(pub(crate) Vec<String>);
+
+impl std::fmt::Debug for EnvValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} values from the environment", self.0.len())
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -371,6 +384,30 @@ pub struct Plan {
 }
 
 impl Job {
+    /// The job's secret values, longest first, each once: every value `${VAR}` took from the
+    /// environment (defaults written in the file are not secret) and the value of every sensitive
+    /// `[kafka.properties]` entry (see [`crate::is_sensitive_property`]). Give them to
+    /// [`crate::redact`] before showing text that may hold them.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .from_env
+            .0
+            .iter()
+            .cloned()
+            .chain(
+                self.kafka
+                    .properties
+                    .iter()
+                    .filter(|(k, _)| crate::is_sensitive_property(k))
+                    .map(|(_, v)| v.clone()),
+            )
+            .filter(|v| !v.is_empty())
+            .collect();
+        all.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        all.dedup();
+        all
+    }
+
     /// The name of the state store, if the job keeps state.
     pub fn store_name(&self) -> Option<&str> {
         self.pipeline.iter().find_map(|op| match op.get_ref() {

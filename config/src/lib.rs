@@ -8,7 +8,8 @@
 //! - `job.rs`: the job file's types, one struct per table, unknown keys rejected;
 //! - `duration.rs`: durations written as strings (`"1h"`, `"500ms"`);
 //! - `expr.rs`: the arithmetic expressions of `map.derive`;
-//! - `interpolate.rs`: `${VAR}`, `${VAR:-default}`, `${VAR:?message}` in job files;
+//! - `interpolate.rs`: `${VAR}`, `${VAR:-default}`, `${VAR:?message}` in the string values of job
+//!   files;
 //! - `load.rs`: reading, parsing and validating, with positions in every error;
 //! - `secret.rs`: which values are secret, and redacting them from text;
 //! - `structure.rs`: every unknown key, wrong type and missing key of a file, not just the first;

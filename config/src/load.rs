@@ -1,9 +1,10 @@
-//! Loading a job file: read, interpolate `${VAR}`, parse, validate. Every problem found is reported,
+//! Loading a job file: read, parse, resolve `${VAR}` in string values, validate. Every problem found is reported,
 //! each with the file, line and column it comes from.
 
 use crate::expr::Expr;
-use crate::interpolate::interpolate;
+use crate::interpolate::resolve;
 use crate::job::*;
+use crate::secret::redact;
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
@@ -99,44 +100,55 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// Parses and validates job text; `file` names it in errors, `env` resolves `${VAR}`.
+/// Parses and validates job text; `file` names it in errors, `env` resolves `${VAR}` in string
+/// values. Every problem is reported: unresolvable variables, then (with those strings left as
+/// written) structural errors, and when the file deserializes, semantic ones. Values taken from
+/// the environment are secret: error messages show them as `***`.
 pub fn parse_job(
     file: &str,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Job, ConfigErrors> {
-    let at = |offset: usize, message: String| {
-        let (line, col) = line_col(text, offset);
-        ConfigError {
-            file: file.to_string(),
-            line,
-            col,
-            message,
+    let resolved = resolve(text, env);
+    let secrets = resolved.from_env.clone();
+    // An error inside a string whose variables did not resolve comes from the `${...}` left there.
+    let consequence = |offset: usize| {
+        resolved
+            .unresolved
+            .iter()
+            .any(|s| s.start <= offset && offset < s.end)
+    };
+    let mut errors: Vec<ConfigError> = resolved
+        .errors
+        .iter()
+        .map(|e| error_at(file, text, e.offset, redact(&e.message, &secrets)))
+        .collect();
+    let mut report = |span: Range<usize>, message: String| {
+        let offset = resolved.map.original(span.start);
+        if !consequence(offset) {
+            errors.push(error_at(file, text, offset, redact(&message, &secrets)));
         }
     };
-    let resolved = interpolate(text, env).map_err(|errs| {
-        ConfigErrors(errs.into_iter().map(|e| at(e.offset, e.message)).collect())
-    })?;
-    let job: Job = deserialize_toml(file, &resolved)?;
-    let mut errors = Vec::new();
-    validate(
-        &job,
-        &resolved,
-        &mut |span: Range<usize>, message: String| {
-            let (line, col) = line_col(&resolved, span.start);
-            errors.push(ConfigError {
-                file: file.to_string(),
-                line,
-                col,
-                message,
-            });
-        },
-    );
-    if errors.is_empty() {
-        Ok(job)
-    } else {
-        errors.sort_by_key(|e| (e.line, e.col));
-        Err(ConfigErrors(errors))
+    let job = match crate::structure::deserialize_all::<Job>(&resolved.text) {
+        Ok(mut job) => {
+            validate(&job, &resolved.text, &mut report);
+            job.from_env = EnvValues(resolved.from_env.clone());
+            Some(job)
+        }
+        Err(errs) => {
+            for (span, message) in errs {
+                report(span, tidy_toml_message(&message));
+            }
+            None
+        }
+    };
+    match job {
+        Some(job) if errors.is_empty() => Ok(job),
+        _ => {
+            errors.sort_by_key(|e| (e.line, e.col));
+            errors.dedup();
+            Err(ConfigErrors(errors))
+        }
     }
 }
 
@@ -727,6 +739,149 @@ topic = "out"
         let err = parse_job("j.toml", &text, &no_env).unwrap_err();
         assert_eq!(err.0[0].line, 16);
         assert!(err.0[0].message.contains("needs `dead_letter_topic`"));
+    }
+
+    fn errors_of(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+        match parse_job("j.toml", text, env) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// Quotes, a TOML escape, brackets and newlines: all characters of the value, none TOML.
+    const NASTY: &str = "p\"w\\u0041]\n[kafka.properties]\n\"enable.auto.commit\" = \"true";
+
+    #[test]
+    fn a_variable_comes_through_verbatim_and_injects_nothing() {
+        let text = r#"name = "j"
+[kafka.properties]
+"sasl.password" = "${NASTY}"
+"security.protocol" = "SASL_SSL"
+[source]
+topics = ["${NASTY}", "plain"]
+[sink]
+topic = "o"
+"#;
+        let env = |v: &str| (v == "NASTY").then(|| NASTY.to_string());
+        let job = parse_job("j.toml", text, &env).unwrap_or_else(|e| panic!("{e}"));
+        let props: Vec<&str> = job.kafka.properties.keys().map(String::as_str).collect();
+        assert_eq!(props, ["sasl.password", "security.protocol"]);
+        assert_eq!(job.kafka.properties["sasl.password"], NASTY);
+        assert_eq!(job.source.topics, [NASTY, "plain"]);
+    }
+
+    #[test]
+    fn an_unterminated_variable_is_reported_where_it_is() {
+        let text = "name = \"j\"\n[source]\ntopics = [\"t\"]\n[sink]\ntopic = \"out-${SUFFIX\"\n[processing]\ncommit_interval = \"2s\"\n";
+        assert_eq!(
+            errors_of(text, &no_env),
+            ["j.toml:5:14: unterminated `${`: expected `}` before the end of the string"]
+        );
+    }
+
+    #[test]
+    fn every_unset_variable_is_reported_at_its_dollar_with_the_other_errors() {
+        let text = r#"name = "${NAME:?name the job}"
+[source]
+topics = ["a", "${TOPIC}"]
+format = "jsn"
+[sink]
+topic = "${OUT}-x-${ALSO}"
+"#;
+        assert_eq!(
+            errors_of(text, &no_env),
+            [
+                "j.toml:1:9: environment variable NAME is not set: name the job",
+                "j.toml:3:17: environment variable TOPIC is not set (write ${TOPIC:-default} to give a default)",
+                "j.toml:4:10: unknown variant `jsn`, expected `json` or `csv`",
+                "j.toml:6:10: environment variable OUT is not set (write ${OUT:-default} to give a default)",
+                "j.toml:6:19: environment variable ALSO is not set (write ${ALSO:-default} to give a default)",
+            ]
+        );
+        // The `${NAME}` left in place is no bad job name: only the variable is reported.
+        let text = "name = \"${NAME}\"\n[source]\ntopics = [\"t\"]\n[sink]\ntopic = \"o\"\n";
+        assert_eq!(
+            errors_of(text, &no_env),
+            ["j.toml:1:9: environment variable NAME is not set (write ${NAME:-default} to give a default)"]
+        );
+        let text = "name = \"j\"\n[source]\ntopics = [\"${bad-name}\"]\n[sink]\ntopic = \"o\"\n";
+        assert_eq!(
+            errors_of(text, &no_env),
+            ["j.toml:3:12: bad variable name \"bad-name\" in `${bad-name}`"]
+        );
+    }
+
+    #[test]
+    fn defaults_dollars_and_secrets() {
+        let text = r#"name = "j"
+[kafka]
+bootstrap_servers = "${BROKERS:-localhost:9092}"
+[kafka.properties]
+"sasl.password" = "written-in-the-file"
+"sasl.username" = "${USER_NAME:-weir}"
+[source]
+topics = ["t"]
+[sink]
+topic = "${OUT:-results}-$$v"
+"#;
+        let job = parse_job("j.toml", text, &no_env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            job.kafka.bootstrap_servers.as_deref(),
+            Some("localhost:9092")
+        );
+        assert_eq!(job.sink.topic.as_deref(), Some("results-$v"));
+        // Defaults are written in the file: not secret. Sensitive properties are.
+        assert_eq!(job.secrets(), ["written-in-the-file", "weir"]);
+
+        let env = |v: &str| match v {
+            "OUT" => Some("production".to_string()),
+            "BROKERS" => Some("kafka-0:9092".to_string()),
+            "USER_NAME" => Some("svc-weir".to_string()),
+            _ => None,
+        };
+        let job = parse_job("j.toml", text, &env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(job.sink.topic.as_deref(), Some("production-$v"));
+        assert_eq!(
+            job.secrets(),
+            [
+                "written-in-the-file",
+                "kafka-0:9092",
+                "production",
+                "svc-weir"
+            ]
+        );
+        assert_eq!(
+            crate::redact("writing to production-$v", &job.secrets()),
+            "writing to ***-$v"
+        );
+    }
+
+    #[test]
+    fn values_from_the_environment_are_redacted_from_errors() {
+        let text = format!("{GOOD}[processing]\nguarantee = \"${{G}}\"\n");
+        let env = |v: &str| (v == "G").then(|| "exactly-once".to_string());
+        let errors = errors_of(&text, &env);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("j.toml:16:13: unknown variant `***`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn newlines_in_a_variable_keep_later_lines_true() {
+        let text = "name = \"j\"\n[source]\ntopics = [\"t\"]\n[[pipeline]]\nstamp = { fields = { note = \"${MULTI}\" } }\n[sink]\ntopic = \"o\"\nbogus = 1\n";
+        let env = |v: &str| (v == "MULTI").then(|| "line one\nline two\n".to_string());
+        assert_eq!(
+            errors_of(text, &env),
+            ["j.toml:8:1: unknown key `bogus`; expected one of type, topic, format"]
+        );
+        let ok = text.replace("bogus = 1\n", "");
+        let job = parse_job("j.toml", &ok, &env).unwrap();
+        match job.pipeline[0].get_ref() {
+            Operator::Stamp(s) => assert_eq!(s.fields["note"], "line one\nline two\n"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Arbitrary bytes and mutated job files: errors, never a panic.

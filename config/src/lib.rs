@@ -10,6 +10,7 @@
 //! - `expr.rs`: the arithmetic expressions of `map.derive`;
 //! - `interpolate.rs`: `${VAR}`, `${VAR:-default}`, `${VAR:?message}` in the string values of job
 //!   files;
+//! - `kafka_props.rs`: the librdkafka properties weir sets itself, required or tunable;
 //! - `load.rs`: reading, parsing and validating, with positions in every error;
 //! - `secret.rs`: which values are secret, and redacting them from text;
 //! - `structure.rs`: every unknown key, wrong type and missing key of a file, not just the first;
@@ -19,6 +20,7 @@ mod duration;
 mod expr;
 mod interpolate;
 mod job;
+pub mod kafka_props;
 mod load;
 mod runtime;
 pub mod secret;

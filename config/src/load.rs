@@ -8,6 +8,7 @@ use crate::secret::redact;
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
+use toml_edit::ImDocument;
 
 /// One problem in a job file, displayed as `FILE:LINE:COL: message`.
 #[derive(Debug, Clone, PartialEq)]
@@ -462,6 +463,24 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
             );
         }
     }
+    let conflicts = crate::kafka_props::conflicts(job);
+    if !conflicts.is_empty() {
+        let doc = ImDocument::parse(text).ok();
+        for c in conflicts {
+            let span = doc
+                .as_ref()
+                .and_then(|d| property_key_span(d, &c.key))
+                .unwrap_or_else(|| locate(text, "kafka.properties", &c.key));
+            report(span, c.message);
+        }
+    }
+}
+
+/// Where `[kafka.properties]` (as a table, an inline table or dotted keys) writes `key`.
+fn property_key_span(doc: &ImDocument<&str>, key: &str) -> Option<Range<usize>> {
+    let properties = doc.get("kafka")?.as_table_like()?.get("properties")?;
+    let (k, item) = properties.as_table_like()?.get_key_value(key)?;
+    k.span().or_else(|| item.span())
 }
 
 /// The fields known to exist at a point of the pipeline: the input's are open-ended (any name may
@@ -882,6 +901,67 @@ topic = "${OUT:-results}-$$v"
             Operator::Stamp(s) => assert_eq!(s.fields["note"], "line one\nline two\n"),
             other => panic!("{other:?}"),
         }
+    }
+
+    const EXACTLY_ONCE: &str = r#"name = "j"
+[source]
+topics = ["t"]
+[sink]
+topic = "o"
+[processing]
+guarantee = "exactly_once"
+[kafka.properties]
+"linger.ms" = "100"
+"isolation.level" = "read_uncommitted"
+"enable.idempotence" = "TRUE"
+"group.id" = "j"
+"request.required.acks" = "1"
+"#;
+
+    #[test]
+    fn a_property_weir_needs_is_an_error_naming_both_values() {
+        assert_eq!(
+            errors_of(EXACTLY_ONCE, &no_env),
+            [
+                "j.toml:10:1: kafka.properties.\"isolation.level\" = \"read_uncommitted\" conflicts with exactly-once, which needs read_committed (weir sets it)",
+                "j.toml:13:1: kafka.properties.\"request.required.acks\" = \"1\" conflicts with the idempotent producer (enable.idempotence = true), which needs all",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_same_value_and_tunable_properties_are_allowed() {
+        let text = EXACTLY_ONCE
+            .replace("read_uncommitted", "READ_COMMITTED")
+            .replace("\"request.required.acks\" = \"1\"", "acks = \"all\"");
+        let job = parse_job("j.toml", &text, &no_env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(job.kafka.properties["linger.ms"], "100");
+        assert_eq!(
+            crate::kafka_props::user_value(&job.kafka.properties, "queue.buffering.max.ms"),
+            Some(("linger.ms", "100"))
+        );
+    }
+
+    #[test]
+    fn conflicts_point_at_the_key_however_the_table_is_written() {
+        let base = "name = \"j\"\n[source]\ntopics = [\"t\"]\n[sink]\ntopic = \"o\"\n";
+        let inline = format!("{base}[kafka]\nbootstrap_servers = \"b:9092\"\nproperties = {{ \"security.protocol\" = \"SSL\", \"bootstrap.servers\" = \"other:9092\" }}\n");
+        assert_eq!(
+            errors_of(&inline, &no_env),
+            ["j.toml:8:45: kafka.properties.\"bootstrap.servers\" = \"other:9092\" conflicts with the brokers weir connects to, which needs \"b:9092\" (kafka.bootstrap_servers) (weir sets it); set kafka.bootstrap_servers instead"]
+        );
+        let dotted = format!("kafka.properties.\"group.id\" = \"other\"\n{base}");
+        assert_eq!(
+            errors_of(&dotted, &no_env),
+            ["j.toml:1:18: kafka.properties.\"group.id\" = \"other\" conflicts with the job's consumer group, which needs \"j\" (the job's `name`) (weir sets it); the group is named after the job: rename the job instead"]
+        );
+        let at_least_once = format!("{base}[kafka.properties]\n\"transactional.id\" = \"t\"\n");
+        let errors = errors_of(&at_least_once, &no_env);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("j.toml:7:1: kafka.properties.\"transactional.id\" = \"t\" conflicts with at-least-once"),
+            "{errors:?}"
+        );
     }
 
     /// Arbitrary bytes and mutated job files: errors, never a panic.

@@ -1,0 +1,585 @@
+//! The librdkafka properties weir sets itself, and what a job's `[kafka.properties]` may say about
+//! them.
+//!
+//! Two kinds:
+//! - **required** ([`required`]): weir's guarantees depend on the value (offsets committed only
+//!   with the outputs they produced, an idempotent producer, co-partitioning, the consumer group,
+//!   the transactional id). The engine sets them after the job's properties; a job that gives
+//!   another value is rejected at validation, naming both values ([`conflicts`]). The same value is
+//!   allowed.
+//! - **tunable** ([`TUNABLE_DEFAULTS`]): weir picks a default (batching, compression, memory bounds,
+//!   timeouts). The engine sets them only where the job does not ([`user_value`]): the job's value
+//!   wins.
+//!
+//! Every other property is passed through as written.
+
+use crate::{Guarantee, Job};
+use std::collections::BTreeMap;
+
+/// Which of weir's clients a property is set on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// The producer of outputs, changelog and repartition records.
+    Producer,
+    /// The group consumer of the input (and, where the property applies, the changelog restore
+    /// consumer).
+    Consumer,
+    /// Every client weir creates, admin and metadata clients included.
+    Every,
+}
+
+/// The value weir needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// A boolean, read as librdkafka reads one (`true`, `t`, `1`, `false`, `f`, `0`, any case).
+    Bool(bool),
+    /// One of these words, any case (librdkafka's synonyms); the first is weir's.
+    Word(&'static [&'static str]),
+    /// Exactly this string; the second part says where weir takes it from ("" for a constant).
+    Exact(String, &'static str),
+    /// An integer no larger than this.
+    AtMost(i64),
+    /// An integer no smaller than this.
+    AtLeast(i64),
+    /// Computed when the worker starts, from what this says: no value written in the file can
+    /// be known to agree.
+    AtRunTime(&'static str),
+    /// Not set at all.
+    Unset,
+}
+
+impl Need {
+    /// Whether `value` gives librdkafka what weir needs.
+    pub fn accepts(&self, value: &str) -> bool {
+        let v = value.trim();
+        match self {
+            Need::Bool(b) => parse_bool(v) == Some(*b),
+            Need::Word(words) => words.iter().any(|w| w.eq_ignore_ascii_case(v)),
+            Need::Exact(s, _) => value == s,
+            Need::AtMost(n) => v.parse::<i64>().is_ok_and(|x| x <= *n),
+            Need::AtLeast(n) => v.parse::<i64>().is_ok_and(|x| x >= *n),
+            Need::AtRunTime(_) | Need::Unset => false,
+        }
+    }
+
+    /// The value as an error message names it.
+    pub fn describe(&self) -> String {
+        match self {
+            Need::Bool(b) => b.to_string(),
+            Need::Word(words) => words[0].to_string(),
+            Need::Exact(s, "") => format!("{s:?}"),
+            Need::Exact(s, from) => format!("{s:?} ({from})"),
+            Need::AtMost(n) => format!("at most {n}"),
+            Need::AtLeast(n) => format!("at least {n}"),
+            Need::AtRunTime(from) => format!("the value weir derives from {from}"),
+            Need::Unset => "it unset".to_string(),
+        }
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    if ["true", "t", "1"].iter().any(|w| w.eq_ignore_ascii_case(v)) {
+        Some(true)
+    } else if ["false", "f", "0"]
+        .iter()
+        .any(|w| w.eq_ignore_ascii_case(v))
+    {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// A property weir needs a value of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Required {
+    /// The name weir sets.
+    pub name: &'static str,
+    /// The other names librdkafka takes for it: its aliases, and `topic.`-prefixed forms of topic
+    /// properties.
+    pub aliases: &'static [&'static str],
+    pub client: Client,
+    pub need: Need,
+    /// What depends on the value, as the error names it.
+    pub why: &'static str,
+    /// Whether weir sets it, after the job's properties. When not, weir leaves the job's value
+    /// (which `need` accepts) or librdkafka's default in place: `acks` under idempotence, a
+    /// tunable property with a floor.
+    pub set_by_weir: bool,
+    /// Where to say what was meant instead, if anywhere.
+    pub instead: Option<&'static str>,
+}
+
+impl Required {
+    /// Whether `key` (a `[kafka.properties]` key) names this property.
+    pub fn is_named(&self, key: &str) -> bool {
+        key == self.name || self.aliases.contains(&key)
+    }
+
+    /// The validation error for `key = value`, which this property does not accept.
+    pub fn conflict_message(&self, key: &str, value: &str) -> String {
+        let mut m = format!(
+            "kafka.properties.{} = {value:?} conflicts with {}, which needs {}",
+            toml_key(key),
+            self.why,
+            self.need.describe()
+        );
+        if self.set_by_weir {
+            m.push_str(" (weir sets it)");
+        }
+        if let Some(instead) = self.instead {
+            m.push_str("; ");
+            m.push_str(instead);
+        }
+        m
+    }
+}
+
+/// A key as TOML writes it: bare when it can be, quoted otherwise.
+fn toml_key(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+/// The partition assignment strategy weir uses for a job: `range` when a task reads partition p
+/// of more than one topic (several input topics, or the input and its repartition topic), since
+/// the range assignor gives one member partition p of all co-partitioned topics;
+/// `cooperative-sticky` otherwise, which moves only the partitions that must move.
+pub fn assignment_strategy(job: &Job) -> &'static str {
+    let topics = job.source.topics.len() + usize::from(job.repartition_topic().is_some());
+    if topics > 1 {
+        "range"
+    } else {
+        "cooperative-sticky"
+    }
+}
+
+/// The properties weir needs for this job, with the values it needs.
+pub fn required(job: &Job) -> Vec<Required> {
+    let exactly_once = job.processing.guarantee == Guarantee::ExactlyOnce;
+    let commits = "weir's commits (offsets are committed with the outputs and state they produced)";
+    let brokers = match &job.kafka.bootstrap_servers {
+        Some(b) => Need::Exact(b.clone(), "kafka.bootstrap_servers"),
+        None => Need::AtRunTime("--brokers, WEIR_BROKERS or kafka.bootstrap_servers"),
+    };
+    let instance = match &job.runtime.instance_id {
+        Some(i) => Need::Exact(i.clone(), "runtime.instance_id"),
+        None => Need::AtRunTime("--instance-id, WEIR_INSTANCE_ID or runtime.instance_id"),
+    };
+    let mut all = vec![
+        Required {
+            name: "bootstrap.servers",
+            aliases: aliases_of("bootstrap.servers"),
+            client: Client::Every,
+            need: brokers,
+            why: "the brokers weir connects to",
+            set_by_weir: true,
+            instead: Some("set kafka.bootstrap_servers instead"),
+        },
+        Required {
+            name: "group.id",
+            aliases: aliases_of("group.id"),
+            client: Client::Consumer,
+            need: Need::Exact(job.name.get_ref().clone(), "the job's `name`"),
+            why: "the job's consumer group",
+            set_by_weir: true,
+            instead: Some("the group is named after the job: rename the job instead"),
+        },
+        Required {
+            name: "group.instance.id",
+            aliases: aliases_of("group.instance.id"),
+            client: Client::Consumer,
+            need: instance,
+            why: "static membership, whose id also names the worker's transactional producer",
+            set_by_weir: true,
+            instead: Some("set runtime.instance_id (or --instance-id) instead"),
+        },
+        Required {
+            name: "partition.assignment.strategy",
+            aliases: aliases_of("partition.assignment.strategy"),
+            client: Client::Consumer,
+            need: Need::Exact(
+                assignment_strategy(job).to_string(),
+                "for this job's input topics",
+            ),
+            why: "weir's tasks (partition p of every topic a task reads goes to the same member)",
+            set_by_weir: true,
+            instead: None,
+        },
+        Required {
+            name: "enable.auto.commit",
+            aliases: aliases_of("enable.auto.commit"),
+            client: Client::Consumer,
+            need: Need::Bool(false),
+            why: commits,
+            set_by_weir: true,
+            instead: None,
+        },
+        Required {
+            name: "enable.auto.offset.store",
+            aliases: aliases_of("enable.auto.offset.store"),
+            client: Client::Consumer,
+            need: Need::Bool(false),
+            why: commits,
+            set_by_weir: true,
+            instead: None,
+        },
+        Required {
+            name: "isolation.level",
+            aliases: aliases_of("isolation.level"),
+            client: Client::Consumer,
+            need: Need::Word(&["read_committed"]),
+            why: if exactly_once {
+                "exactly-once"
+            } else {
+                "reading only committed records (an aborted transaction's records must not count)"
+            },
+            set_by_weir: true,
+            instead: None,
+        },
+        Required {
+            name: "auto.offset.reset",
+            aliases: aliases_of("auto.offset.reset"),
+            client: Client::Consumer,
+            need: Need::Word(&["earliest", "smallest", "beginning"]),
+            why: "reading every record (a new group, an offset out of range and a state restore start from the earliest record kept)",
+            set_by_weir: true,
+            instead: None,
+        },
+        Required {
+            name: "enable.idempotence",
+            aliases: aliases_of("enable.idempotence"),
+            client: Client::Producer,
+            need: Need::Bool(true),
+            why: "weir's producer, which must neither duplicate nor reorder records when it retries",
+            set_by_weir: true,
+            instead: None,
+        },
+        Required {
+            name: "acks",
+            aliases: aliases_of("acks"),
+            client: Client::Producer,
+            need: Need::Word(&["all", "-1"]),
+            why: "the idempotent producer (enable.idempotence = true)",
+            set_by_weir: false,
+            instead: None,
+        },
+        Required {
+            name: "max.in.flight.requests.per.connection",
+            aliases: aliases_of("max.in.flight.requests.per.connection"),
+            client: Client::Producer,
+            need: Need::AtMost(5),
+            why: "the idempotent producer (enable.idempotence = true)",
+            set_by_weir: false,
+            instead: None,
+        },
+        Required {
+            name: "retries",
+            aliases: aliases_of("retries"),
+            client: Client::Producer,
+            need: Need::AtLeast(1),
+            why: "the idempotent producer (enable.idempotence = true)",
+            set_by_weir: false,
+            instead: None,
+        },
+        Required {
+            name: "partitioner",
+            aliases: aliases_of("partitioner"),
+            client: Client::Producer,
+            need: Need::Exact("murmur2_random".into(), ""),
+            why: "co-partitioning with the Java clients' default partitioner",
+            set_by_weir: true,
+            instead: None,
+        },
+    ];
+    let idle_close = job.pipeline.iter().any(
+        |op| matches!(op.get_ref(), crate::Operator::Window(w) if w.close_idle_after.is_some()),
+    );
+    if idle_close {
+        all.push(Required {
+            name: "statistics.interval.ms",
+            aliases: aliases_of("statistics.interval.ms"),
+            client: Client::Consumer,
+            need: Need::AtLeast(1),
+            why: "close_idle_after (a task is idle only once the consumer's statistics show its input read to the end)",
+            set_by_weir: false,
+            instead: None,
+        });
+    }
+    all.push(if exactly_once {
+        Required {
+            name: "transactional.id",
+            aliases: aliases_of("transactional.id"),
+            client: Client::Producer,
+            need: Need::AtRunTime("the job's name and the worker's instance id"),
+            why: "exactly-once (a restarted worker fences its predecessor by this id)",
+            set_by_weir: true,
+            instead: Some("set runtime.instance_id (or --instance-id) to make it stable"),
+        }
+    } else {
+        Required {
+            name: "transactional.id",
+            aliases: aliases_of("transactional.id"),
+            client: Client::Producer,
+            need: Need::Unset,
+            why: "at-least-once, whose producer does not use transactions",
+            set_by_weir: false,
+            instead: Some("set processing.guarantee = \"exactly_once\" for transactions"),
+        }
+    });
+    all
+}
+
+/// A property weir sets only where the job does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunable {
+    pub name: &'static str,
+    /// The other names librdkafka takes for it.
+    pub aliases: &'static [&'static str],
+    pub client: Client,
+    /// weir's value when it is a constant; `None` when weir computes it (see `how`).
+    pub default: Option<&'static str>,
+    /// How weir chooses its value.
+    pub how: &'static str,
+}
+
+/// The properties weir tunes: the job's value, if it gives one, wins.
+pub const TUNABLE_DEFAULTS: &[Tunable] = &[
+    Tunable {
+        name: "client.id",
+        aliases: &[],
+        client: Client::Every,
+        default: None,
+        how: "weir-<name>",
+    },
+    Tunable {
+        name: "linger.ms",
+        aliases: &["queue.buffering.max.ms"],
+        client: Client::Producer,
+        default: Some("5"),
+        how: "small batches, low latency",
+    },
+    Tunable {
+        name: "compression.type",
+        aliases: &["compression.codec", "topic.compression.type", "topic.compression.codec"],
+        client: Client::Producer,
+        default: Some("lz4"),
+        how: "cheap compression",
+    },
+    Tunable {
+        name: "queue.buffering.max.kbytes",
+        aliases: &[],
+        client: Client::Producer,
+        default: Some("32768"),
+        how: "bounded memory: a large commit waits for acknowledgements rather than queueing 1 GiB",
+    },
+    Tunable {
+        name: "message.timeout.ms",
+        aliases: &["delivery.timeout.ms", "topic.message.timeout.ms", "topic.delivery.timeout.ms"],
+        client: Client::Producer,
+        default: None,
+        how: "0 (never give up) under at-least-once, 10000 under exactly-once; a record that times out fails the task, it is never skipped",
+    },
+    Tunable {
+        name: "transaction.timeout.ms",
+        aliases: &[],
+        client: Client::Producer,
+        default: None,
+        how: "exactly-once: three commit intervals, at least 10000",
+    },
+    Tunable {
+        name: "session.timeout.ms",
+        aliases: &[],
+        client: Client::Consumer,
+        default: None,
+        how: "runtime.session_timeout (WEIR_SESSION_TIMEOUT), 10 s by default",
+    },
+    Tunable {
+        name: "heartbeat.interval.ms",
+        aliases: &[],
+        client: Client::Consumer,
+        default: None,
+        how: "a fifth of the session timeout, at least 100",
+    },
+    Tunable {
+        name: "statistics.interval.ms",
+        aliases: &[],
+        client: Client::Consumer,
+        default: Some("5000"),
+        how: "how often the consumer's statistics are refreshed: fetch positions and leader connections, which idle close reads",
+    },
+    Tunable {
+        name: "queued.max.messages.kbytes",
+        aliases: &[],
+        client: Client::Consumer,
+        default: Some("4096"),
+        how: "bounded prefetch memory per partition",
+    },
+];
+
+/// The job's value of a property, under `name` or any other name librdkafka takes for it (among
+/// the properties of [`required`] and [`TUNABLE_DEFAULTS`]): the key it is written under, and the
+/// value.
+pub fn user_value<'a>(
+    properties: &'a BTreeMap<String, String>,
+    name: &str,
+) -> Option<(&'a str, &'a str)> {
+    let tunable = TUNABLE_DEFAULTS.iter().map(|t| (t.name, t.aliases));
+    let (canonical, aliases): (&str, &[&str]) = match ALIASES
+        .iter()
+        .copied()
+        .chain(tunable)
+        .find(|(n, a)| *n == name || a.contains(&name))
+    {
+        Some(found) => found,
+        None => (name, &[]),
+    };
+    std::iter::once(canonical)
+        .chain(aliases.iter().copied())
+        .find_map(|k| properties.get_key_value(k))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+/// The other names librdkafka takes for a required property.
+fn aliases_of(name: &str) -> &'static [&'static str] {
+    ALIASES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(&[], |(_, a)| *a)
+}
+
+/// librdkafka's aliases of the required properties, and the `topic.`-prefixed names its topic
+/// properties are also set by.
+const ALIASES: &[(&str, &[&str])] = &[
+    ("bootstrap.servers", &["metadata.broker.list"]),
+    (
+        "enable.auto.commit",
+        &[
+            "auto.commit.enable",
+            "topic.enable.auto.commit",
+            "topic.auto.commit.enable",
+        ],
+    ),
+    ("auto.offset.reset", &["topic.auto.offset.reset"]),
+    (
+        "acks",
+        &[
+            "request.required.acks",
+            "topic.acks",
+            "topic.request.required.acks",
+        ],
+    ),
+    ("max.in.flight.requests.per.connection", &["max.in.flight"]),
+    ("retries", &["message.send.max.retries"]),
+    ("partitioner", &["topic.partitioner"]),
+];
+
+/// One `[kafka.properties]` entry that contradicts a required property.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The key as written in the file.
+    pub key: String,
+    pub message: String,
+}
+
+/// Every entry of the job's `[kafka.properties]` that contradicts what weir needs, in key order.
+pub fn conflicts(job: &Job) -> Vec<Conflict> {
+    let required = required(job);
+    job.kafka
+        .properties
+        .iter()
+        .filter_map(|(key, value)| {
+            let r = required.iter().find(|r| r.is_named(key))?;
+            (!r.need.accepts(value)).then(|| Conflict {
+                key: key.clone(),
+                message: r.conflict_message(key, value),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(extra: &str) -> Job {
+        let text = format!(
+            "name = \"j\"\n[source]\ntopics = [\"t\"]\n[sink]\ntopic = \"o\"\n{extra}\n[kafka.properties]\n"
+        );
+        crate::parse_job("j.toml", &text, &|_| None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn values_are_compared_as_librdkafka_reads_them() {
+        assert!(Need::Bool(false).accepts("FALSE"));
+        assert!(Need::Bool(false).accepts("0"));
+        assert!(!Need::Bool(false).accepts("no"));
+        assert!(Need::Word(&["earliest", "smallest", "beginning"]).accepts("Smallest"));
+        assert!(!Need::Word(&["read_committed"]).accepts("read_uncommitted"));
+        assert!(Need::AtMost(5).accepts(" 5"));
+        assert!(!Need::AtMost(5).accepts("6"));
+        assert!(!Need::AtLeast(1).accepts("many"));
+        assert!(!Need::AtRunTime("x").accepts("anything"));
+    }
+
+    #[test]
+    fn user_value_finds_a_property_under_any_of_its_names() {
+        let props: BTreeMap<String, String> = [("queue.buffering.max.ms", "50"), ("acks", "all")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            user_value(&props, "linger.ms"),
+            Some(("queue.buffering.max.ms", "50"))
+        );
+        assert_eq!(
+            user_value(&props, "request.required.acks"),
+            Some(("acks", "all"))
+        );
+        assert_eq!(user_value(&props, "compression.type"), None);
+        assert_eq!(user_value(&props, "unknown.property"), None);
+    }
+
+    #[test]
+    fn the_assignment_strategy_follows_the_topics_a_task_reads() {
+        assert_eq!(assignment_strategy(&job("")), "cooperative-sticky");
+        let text = "name = \"j\"\n[source]\ntopics = [\"a\", \"b\"]\n[sink]\ntopic = \"o\"\n";
+        let two = crate::parse_job("j.toml", text, &|_| None).unwrap();
+        assert_eq!(assignment_strategy(&two), "range");
+    }
+
+    #[test]
+    fn idle_close_needs_the_consumer_statistics() {
+        let stats = |job: &Job| {
+            required(job)
+                .into_iter()
+                .find(|r| r.name == "statistics.interval.ms")
+        };
+        assert_eq!(stats(&job("")), None);
+        let text = "name = \"j\"\n[source]\ntopics = [\"t\"]\n[[pipeline]]\nwindow = { type = \"tumbling\", size = \"1h\", close_idle_after = \"10m\" }\n[[pipeline]]\naggregate = { store = \"s\", field = \"kwh\", functions = [\"sum\"] }\n[sink]\ntopic = \"o\"\n[kafka.properties]\n\"statistics.interval.ms\" = \"0\"\n";
+        let err = crate::parse_job("j.toml", text, &|_| None).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(err.0[0].to_string().starts_with("j.toml:11:1: kafka.properties.\"statistics.interval.ms\" = \"0\" conflicts with close_idle_after"), "{err}");
+        let slower = text.replace("\"0\"", "\"30000\"");
+        assert!(crate::parse_job("j.toml", &slower, &|_| None).is_ok());
+    }
+
+    #[test]
+    fn transactional_ids_are_weirs_under_either_guarantee() {
+        let alo = job("");
+        let r = required(&alo);
+        let t = r.iter().find(|r| r.name == "transactional.id").unwrap();
+        assert_eq!(t.need, Need::Unset);
+        let eos = job("[processing]\nguarantee = \"exactly_once\"");
+        let r = required(&eos);
+        let t = r.iter().find(|r| r.name == "transactional.id").unwrap();
+        assert!(matches!(t.need, Need::AtRunTime(_)));
+    }
+}

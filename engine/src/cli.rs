@@ -108,7 +108,7 @@ pub fn init_logging_with(default: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::secrets::RedactedStderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
@@ -116,6 +116,7 @@ pub fn init_logging_with(default: &str) {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::secrets::install_panic_hook();
     match cli.command {
         // The drill's own Kafka clients complain loudly through every broker it bounces on
         // purpose; what matters is in its report and the workers' logs.
@@ -180,7 +181,10 @@ pub fn main() -> ExitCode {
 
 fn describe(file: &std::path::Path, format: &str, brokers: Option<&str>) -> ExitCode {
     let job = match load_job(file) {
-        Ok(j) => j,
+        Ok(j) => {
+            crate::secrets::register(&j);
+            j
+        }
         Err(errors) => {
             println!("{errors}");
             return ExitCode::FAILURE;
@@ -193,9 +197,12 @@ fn describe(file: &std::path::Path, format: &str, brokers: Option<&str>) -> Exit
                     .ok()
                     .flatten()
             });
-            print!("{}", crate::describe::text(&job, partitions));
+            print!(
+                "{}",
+                crate::secrets::redact(&crate::describe::text(&job, partitions))
+            );
         }
-        "dot" => print!("{}", crate::describe::dot(&job)),
+        "dot" => print!("{}", crate::secrets::redact(&crate::describe::dot(&job))),
         other => {
             eprintln!("weir describe: unknown --format {other:?} (text or dot)");
             return ExitCode::from(2);
@@ -256,7 +263,10 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(30);
 
 fn run(file: PathBuf, overrides: RuntimeOverrides) -> ExitCode {
     let job = match load_job(&file) {
-        Ok(j) => j,
+        Ok(j) => {
+            crate::secrets::register(&j);
+            j
+        }
         Err(errors) => {
             eprintln!("{errors}");
             return ExitCode::FAILURE;
@@ -265,7 +275,7 @@ fn run(file: PathBuf, overrides: RuntimeOverrides) -> ExitCode {
     let runtime = match RuntimeConfig::resolve(&job, &overrides, &|k| std::env::var(k).ok()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("weir run: {e}");
+            eprintln!("weir run: {}", crate::secrets::redact(&e.to_string()));
             return ExitCode::FAILURE;
         }
     };
@@ -284,7 +294,7 @@ fn run(file: PathBuf, overrides: RuntimeOverrides) -> ExitCode {
         metrics.clone(),
         health.clone(),
     ) {
-        eprintln!("weir run: {e:#}");
+        eprintln!("weir run: {}", crate::secrets::redact(&format!("{e:#}")));
         return ExitCode::FAILURE;
     }
     let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -321,7 +331,7 @@ fn run(file: PathBuf, overrides: RuntimeOverrides) -> ExitCode {
     match worker.join() {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            eprintln!("weir run: {e:#}");
+            eprintln!("weir run: {}", crate::secrets::redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
         Err(_) => ExitCode::FAILURE,

@@ -14,16 +14,10 @@ fn comparison(c: Comparison) -> &'static str {
     }
 }
 
-/// Property names whose values are never printed.
-pub fn is_secret(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["password", "secret", "jaas", "token"]
-        .iter()
-        .any(|s| k.contains(s))
-}
-
 fn shown(key: &str, value: &str) -> String {
-    if is_secret(key) {
+    // librdkafka's sensitive properties by name; values from the environment are redacted from
+    // the whole output by the caller (`secrets::redact`).
+    if weir_config::is_sensitive_property(key) {
         "[redacted]".into()
     } else {
         value.to_string()

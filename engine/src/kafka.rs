@@ -1,24 +1,40 @@
 //! Kafka clients as weir configures them, and the internal topics weir creates.
 
+use crate::kafka_errors::{creation_error, explain_authorization, explain_hopeless, Watched};
 use anyhow::{bail, Context as _};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use crate::kafka_errors::{creation_error, explain_authorization, explain_hopeless, Watched};
 use rdkafka::types::RDKafkaErrorCode;
 use std::time::{Duration, Instant};
 use weir_config::Job;
 
-/// Base client settings: bootstrap servers plus the job's pass-through librdkafka properties.
+/// Base client settings: the job's pass-through librdkafka properties, weir's default client id
+/// where the job gives none, and the bootstrap servers (validation refused a job property that
+/// contradicts them). The properties weir needs are set by the callers after these: validation
+/// refused any that contradict them (`weir_config::kafka_props`).
 pub fn client_config(brokers: &str, job: &Job) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers);
-    c.set("client.id", format!("weir-{}", job.name.get_ref()));
     for (k, v) in &job.kafka.properties {
         c.set(k, v);
     }
+    set_default(
+        &mut c,
+        job,
+        "client.id",
+        format!("weir-{}", job.name.get_ref()),
+    );
+    c.set("bootstrap.servers", brokers);
     c
+}
+
+/// Sets a property weir only tunes (`kafka_props::TUNABLE_DEFAULTS`): the job's value, under any
+/// of the property's names, wins.
+pub fn set_default(c: &mut ClientConfig, job: &Job, name: &str, value: impl Into<String>) {
+    if weir_config::kafka_props::user_value(&job.kafka.properties, name).is_none() {
+        c.set(name, value.into());
+    }
 }
 
 /// Partition count of each topic, from cluster metadata (`None` = the topic does not exist).
@@ -52,7 +68,8 @@ pub fn partition_count(brokers: &str, job: &Job, topic: &str) -> anyhow::Result<
         None => Ok(Some(t.partitions().len())),
         Some(code @ RDKafkaErrorCode::TopicAuthorizationFailed) => bail!(
             "{}",
-            explain_authorization(code, &format!("Topic:{topic}"), "DESCRIBE").expect("an ACL error")
+            explain_authorization(code, &format!("Topic:{topic}"), "DESCRIBE")
+                .expect("an ACL error")
         ),
         Some(_) => Ok(None),
     }

@@ -72,7 +72,11 @@ pub fn explain_hopeless(job: &Job, reason: &str) -> String {
 }
 
 /// What a principal lacks when the broker answers `code`, for `what` (e.g. `Topic:orders`).
-pub fn explain_authorization(code: RDKafkaErrorCode, what: &str, operation: &str) -> Option<String> {
+pub fn explain_authorization(
+    code: RDKafkaErrorCode,
+    what: &str,
+    operation: &str,
+) -> Option<String> {
     let resource = match code {
         RDKafkaErrorCode::TopicAuthorizationFailed => what.to_string(),
         RDKafkaErrorCode::GroupAuthorizationFailed => what.to_string(),
@@ -108,7 +112,10 @@ mod tests {
             .create::<rdkafka::producer::BaseProducer>()
             .err()
             .expect("an unknown property is refused");
-        assert!(format!("{e}").contains("hunter2-ssl"), "the library quotes it");
+        assert!(
+            format!("{e}").contains("hunter2-ssl"),
+            "the library quotes it"
+        );
         let said = format!("{:#}", creation_error("creating the producer", e));
         assert!(!said.contains("hunter2"), "{said}");
         assert!(said.contains("no.such.property"), "{said}");
@@ -132,7 +139,10 @@ mod tests {
             .set("sasl.oauthbearer.method", "oidc")
             .set("sasl.oauthbearer.client.id", "x")
             .set("sasl.oauthbearer.client.secret", "y")
-            .set("sasl.oauthbearer.token.endpoint.url", "https://127.0.0.1:1/token")
+            .set(
+                "sasl.oauthbearer.token.endpoint.url",
+                "https://127.0.0.1:1/token",
+            )
             .create::<rdkafka::producer::BaseProducer>();
         assert!(oidc.is_ok(), "OAUTHBEARER with OIDC: {:?}", oidc.err());
         for codec in ["snappy", "lz4", "gzip"] {
@@ -153,7 +163,10 @@ mod tests {
         .unwrap();
         let said = explain_hopeless(&job, "sasl_ssl://127.0.0.1:9093/bootstrap: SASL authentication error: Authentication failed during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512");
         assert!(said.contains("sasl_ssl://127.0.0.1:9093"), "{said}");
-        assert!(said.contains("SASL_SSL, SASL mechanism SCRAM-SHA-512"), "{said}");
+        assert!(
+            said.contains("SASL_SSL, SASL mechanism SCRAM-SHA-512"),
+            "{said}"
+        );
         assert!(!said.contains("/bootstrap"), "{said}");
     }
 }

@@ -9,6 +9,7 @@
 //! - `kafka.rs`: client configuration and internal topics;
 //! - `kafka_errors.rs`: Kafka errors a user can act on (listener, mechanism, missing ACL), no values;
 //! - `metrics.rs`, `health.rs`, `http.rs`: `/metrics`, `/livez`, `/readyz`;
+//! - `secrets.rs`: the job's secrets, redacted from logs, errors, panics and probe answers;
 //! - `generator.rs`: deterministic meter readings (demo, tests, drills);
 //! - `demo.rs`: `weir demo`, the flagship job on an in-process mock cluster;
 //! - `failpoint.rs`: `WEIR_FAILPOINT` crash points for tests;
@@ -30,6 +31,7 @@ pub mod kafka;
 pub mod kafka_errors;
 pub mod metrics;
 mod repartition;
+pub mod secrets;
 mod task;
 pub mod worker;
 

@@ -9,7 +9,7 @@
 use crate::commit::{Aborted, AtLeastOnce, CommitFailure, CommitStep, ExactlyOnce, Fenced};
 use crate::deliveries::Deliveries;
 use crate::health::Health;
-use crate::kafka::{client_config, ensure_topic, partition_count};
+use crate::kafka::{client_config, ensure_topic, partition_count, set_default};
 use crate::kafka_errors::creation_error;
 use crate::metrics::Metrics;
 use crate::task::{Restore, Task, TaskState};
@@ -854,6 +854,13 @@ impl Core {
             }
         }
         if let Err(err) = result {
+            // Bounded: the error may quote the record, which goes no further than this.
+            let err = weir_operators::DecodeError(crate::secrets::redact(
+                &weir_operators::excerpt::excerpt(
+                    &err.0,
+                    weir_operators::excerpt::MESSAGE_MAX_CHARS,
+                ),
+            ));
             let provenance = format!("{}[{}]@{}", msg.topic(), p, msg.offset());
             match self.policy {
                 BadRecordPolicy::Fail => {
@@ -1395,16 +1402,16 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
 
     let mut pc = client_config(&brokers, &job);
     pc.set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .set("partitioner", "murmur2_random")
-        // Bounded memory: a commit of many dirty keys waits for acknowledgements rather than
-        // queueing them all (librdkafka's default allows 1 GiB).
-        .set("queue.buffering.max.kbytes", "32768");
+        .set("partitioner", "murmur2_random");
+    set_default(&mut pc, &job, "linger.ms", "5");
+    set_default(&mut pc, &job, "compression.type", "lz4");
+    // Bounded memory: a commit of many dirty keys waits for acknowledgements rather than
+    // queueing them all (librdkafka's default allows 1 GiB).
+    set_default(&mut pc, &job, "queue.buffering.max.kbytes", "32768");
     let commit: Box<dyn CommitStep + Send> = match job.processing.guarantee {
         Guarantee::AtLeastOnce => {
             // Never give up on a record: while Kafka is away the worker waits (and says it is not ready).
-            pc.set("message.timeout.ms", "0");
+            set_default(&mut pc, &job, "message.timeout.ms", "0");
             Box::new(AtLeastOnce)
         }
         Guarantee::ExactlyOnce => {
@@ -1418,19 +1425,15 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
             tracing::info!(transactional_id = %id, "exactly-once");
             // A transaction stays open for a commit interval (and a revocation's commit within
             // it): its timeout must outlast that. A `kafka.properties` value wins.
-            let txn_timeout_ms = job
-                .kafka
-                .properties
-                .get("transaction.timeout.ms")
-                .cloned()
-                .unwrap_or_else(|| {
-                    (job.processing.commit_interval.as_millis() * 3)
-                        .max(10_000)
-                        .to_string()
-                });
-            pc.set("transactional.id", &id)
-                .set("transaction.timeout.ms", txn_timeout_ms)
-                .set("message.timeout.ms", "10000");
+            let txn_timeout_ms = (job.processing.commit_interval.as_millis() * 3).max(10_000);
+            pc.set("transactional.id", &id);
+            set_default(
+                &mut pc,
+                &job,
+                "transaction.timeout.ms",
+                txn_timeout_ms.to_string(),
+            );
+            set_default(&mut pc, &job, "message.timeout.ms", "10000");
             Box::new(ExactlyOnce {
                 transactional_id: id,
             })
@@ -1504,19 +1507,23 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .set(
-            "session.timeout.ms",
-            runtime.session_timeout.as_millis().to_string(),
-        )
-        .set(
-            "heartbeat.interval.ms",
-            (runtime.session_timeout.as_millis() / 5)
-                .max(100)
-                .to_string(),
-        )
-        .set("statistics.interval.ms", "5000")
-        .set("queued.max.messages.kbytes", "4096");
+        .set("isolation.level", "read_committed");
+    set_default(
+        &mut cc,
+        &job,
+        "session.timeout.ms",
+        runtime.session_timeout.as_millis().to_string(),
+    );
+    set_default(
+        &mut cc,
+        &job,
+        "heartbeat.interval.ms",
+        (runtime.session_timeout.as_millis() / 5)
+            .max(100)
+            .to_string(),
+    );
+    set_default(&mut cc, &job, "statistics.interval.ms", "5000");
+    set_default(&mut cc, &job, "queued.max.messages.kbytes", "4096");
     if let Some(id) = &runtime.instance_id {
         cc.set("group.instance.id", id);
     }

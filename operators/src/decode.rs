@@ -1,6 +1,7 @@
 //! Decoding input records. Only the fields the job uses are extracted (key, event time, the numeric
 //! fields of filters and aggregates); the rest of a JSON object is skipped without allocating.
 
+use crate::excerpt::{excerpt, quoted, MESSAGE_MAX_CHARS};
 use crate::time::parse_rfc3339_ms;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::fmt;
@@ -133,7 +134,12 @@ impl Decoder {
                 }
                 .deserialize(&mut de)
                 .and_then(|_| de.end())
-                .map_err(|e| DecodeError(format!("invalid JSON: {e}")))?;
+                .map_err(|e| {
+                    DecodeError(format!(
+                        "invalid JSON: {}",
+                        excerpt(&e.to_string(), MESSAGE_MAX_CHARS)
+                    ))
+                })?;
             }
             Format::Csv => self.decode_csv(payload, &mut ex)?,
         }
@@ -194,10 +200,9 @@ impl Decoder {
         }
         for (slot, &i) in ex.values.iter_mut().zip(&self.csv_values) {
             let text = get(i)?;
-            *slot = Some(
-                text.parse::<f64>()
-                    .map_err(|_| DecodeError(format!("column {i} is not a number: {text:?}")))?,
-            );
+            *slot = Some(text.parse::<f64>().map_err(|_| {
+                DecodeError(format!("column {i} is not a number: {}", quoted(text)))
+            })?);
         }
         Ok(())
     }
@@ -218,10 +223,10 @@ impl Decoder {
     fn parse_ts_str(&self, s: &str) -> Result<i64, DecodeError> {
         match self.ts_format {
             TimestampFormat::Rfc3339 => parse_rfc3339_ms(s)
-                .ok_or_else(|| DecodeError(format!("timestamp {s:?} is not RFC 3339"))),
+                .ok_or_else(|| DecodeError(format!("timestamp {} is not RFC 3339", quoted(s)))),
             _ => s
                 .parse::<f64>()
-                .map_err(|_| DecodeError(format!("timestamp {s:?} is not a number")))
+                .map_err(|_| DecodeError(format!("timestamp {} is not a number", quoted(s))))
                 .and_then(|n| self.ts_from_number(n)),
         }
     }
@@ -366,8 +371,9 @@ impl<'de> Visitor<'de> for ExtractSeed<'_> {
                         Scalar::Num(n) => n,
                         Scalar::Str(s) => s.parse::<f64>().map_err(|_| {
                             de::Error::custom(format!(
-                                "field {:?} is not a number: {s:?}",
-                                self.decoder.value_fields[i]
+                                "field {:?} is not a number: {}",
+                                self.decoder.value_fields[i],
+                                quoted(&s)
                             ))
                         })?,
                         Scalar::Null | Scalar::Bool => {

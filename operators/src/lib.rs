@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - `decode.rs`: JSON / CSV bytes to a [`Record`] holding only the fields the job uses;
+//! - `excerpt.rs`: bounded quotes of record contents in errors (logs, dead letters, `/readyz`);
 //! - `time.rs`: event-time parsing and RFC 3339 formatting;
 //! - `program.rs`: the per-record steps (filter, map, select, stamp, key_by), compiled to slots for
 //!   stateful jobs or applied to JSON objects for stateless ones;
@@ -13,6 +14,7 @@
 
 mod aggregate;
 mod decode;
+pub mod excerpt;
 mod program;
 mod session;
 pub mod time;

@@ -186,8 +186,12 @@ impl Forward {
         now_ms: i64,
     ) -> Result<Option<Forwarded>, DecodeError> {
         let mut object: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(payload)
-                .map_err(|e| DecodeError(format!("invalid JSON object: {e}")))?;
+            serde_json::from_slice(payload).map_err(|e| {
+                DecodeError(format!(
+                    "invalid JSON object: {}",
+                    crate::excerpt::excerpt(&e.to_string(), crate::excerpt::MESSAGE_MAX_CHARS)
+                ))
+            })?;
         let mut key = None;
         for (i, step) in self.steps.iter().enumerate() {
             match step {

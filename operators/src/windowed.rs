@@ -699,7 +699,10 @@ pub(crate) mod tests {
             store.apply(agg.take_dirty(&mut out));
             let before = out.len();
             agg.close_due(&store, &mut out).unwrap();
-            assert!(out.len() - before <= 100, "a cycle closes at most its batch");
+            assert!(
+                out.len() - before <= 100,
+                "a cycle closes at most its batch"
+            );
             cycles += 1;
         }
         // 30 batches of 100, and perhaps one that finds nothing more below the limit.
@@ -720,7 +723,11 @@ pub(crate) mod tests {
             .keys()
             .filter_map(|k| WindowKey::decode(k))
             .collect();
-        assert_eq!(left.len(), 1, "only the open window of the next hour: {left:?}");
+        assert_eq!(
+            left.len(),
+            1,
+            "only the open window of the next hour: {left:?}"
+        );
         assert_eq!(left[0].key, "x");
     }
 }

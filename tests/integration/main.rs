@@ -16,6 +16,7 @@ mod measure;
 mod mock;
 mod observability;
 mod patterns;
+mod secrets;
 mod secure;
 mod state_recovery;
 mod window_close;

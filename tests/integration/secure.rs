@@ -170,7 +170,11 @@ fn run_to_oracle(s: &SecureSetup, job: &Path, bootstrap: &str, env: &[(&str, &st
         std::thread::sleep(Duration::from_millis(300));
     }
     let mut seen = worker.metrics();
-    seen.push_str(&http_get(&worker.http, "/readyz").map(|r| r.1).unwrap_or_default());
+    seen.push_str(
+        &http_get(&worker.http, "/readyz")
+            .map(|r| r.1)
+            .unwrap_or_default(),
+    );
     let log = worker.log.clone();
     assert_eq!(worker.stop(), 0);
     seen + &std::fs::read_to_string(&log).unwrap()

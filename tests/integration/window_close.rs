@@ -45,7 +45,10 @@ fn real_idle_close_waits_while_the_task_is_behind() {
         "the hold happened: {}",
         worker.log_text()
     );
-    assert_eq!(metric_sum(&worker.metrics(), "weir_records_late_total"), 0.0);
+    assert_eq!(
+        metric_sum(&worker.metrics(), "weir_records_late_total"),
+        0.0
+    );
     assert_eq!(worker.stop(), 0);
 }
 

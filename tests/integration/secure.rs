@@ -284,3 +284,22 @@ fn real_secure_missing_create_acl_names_the_topic_and_the_operation() {
     );
     assert_eq!(leaks(&out, &[password]), Vec::<String>::new(), "{out}");
 }
+
+#[test]
+fn real_secure_job_over_sasl_ssl_oauthbearer() {
+    // The test broker takes unsecured tokens (its default validator): the principal is the
+    // token's subject, under the same ACLs as the SCRAM user.
+    let b = SecureBroker::get();
+    let s = secure_setup(10, 2);
+    let job = s.job(
+        "at_least_once",
+        &[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("enable.sasl.oauthbearer.unsecure.jwt", "true"),
+            ("sasl.oauthbearer.config", "principal=weir-job"),
+            ("ssl.ca.location", b.get_value("ca")),
+        ],
+    );
+    run_to_oracle(&s, &job, b.get_value("sasl_bootstrap"), &[]);
+}

@@ -84,21 +84,109 @@ impl Health {
         self.inner.lock().unwrap().fatal = None;
     }
 
-    /// `None` when ready.
+    /// `None` when ready. The reason is what `/readyz` shows to anyone who can reach the port:
+    /// without the job's secrets, then one line of at most [`REASON_MAX_CHARS`] characters (see
+    /// [`bounded`]). Redacted first, so that a cut never leaves part of a secret behind.
     pub fn not_ready_reason(&self) -> Option<String> {
         let s = self.inner.lock().unwrap();
-        if let Some(f) = &s.fatal {
-            return Some(f.clone());
+        let why = if let Some(f) = &s.fatal {
+            f.clone()
+        } else if let Some(r) = &s.rejoining {
+            format!("rejoining the group: {r}")
+        } else if !s.joined {
+            "not yet a member of the consumer group".into()
+        } else {
+            let (p, why) = s.not_running.iter().next()?;
+            format!("partition {p}: {why}")
+        };
+        Some(bounded(&crate::secrets::redact(&why)))
+    }
+}
+
+/// Longest reason `/readyz` shows, in characters.
+pub const REASON_MAX_CHARS: usize = 256;
+
+/// A reason as `/readyz` shows it. Reasons are written by the worker, and some quote what they
+/// failed on: a bad record's decode error quotes a field's value, an undecodable changelog entry
+/// shows an example key, an error chain says whatever its source said. The worker's log has them
+/// whole; the endpoint gets at most [`REASON_MAX_CHARS`] characters on one line, control
+/// characters escaped, so that a record cannot put an arbitrary amount of its content (nor
+/// extra lines) in a probe's answer.
+pub fn bounded(why: &str) -> String {
+    let mut out = String::new();
+    let mut chars = 0;
+    for c in why.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_debug().collect()
+        } else {
+            c.into()
+        };
+        let n = piece.chars().count();
+        if chars + n > REASON_MAX_CHARS {
+            out.push_str(" [...]");
+            return out;
         }
-        if let Some(r) = &s.rejoining {
-            return Some(format!("rejoining the group: {r}"));
-        }
-        if !s.joined {
-            return Some("not yet a member of the consumer group".into());
-        }
-        s.not_running
-            .iter()
-            .next()
-            .map(|(p, why)| format!("partition {p}: {why}"))
+        out.push_str(&piece);
+        chars += n;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_one_bounded_line() {
+        let h = Health::default();
+        assert_eq!(
+            h.not_ready_reason().as_deref(),
+            Some("not yet a member of the consumer group")
+        );
+        h.set_joined();
+        assert_eq!(h.not_ready_reason(), None);
+        h.set_task(3, Some("restoring".into()));
+        assert_eq!(
+            h.not_ready_reason().as_deref(),
+            Some("partition 3: restoring")
+        );
+
+        let value = "x".repeat(100_000);
+        h.set_task(
+            3,
+            Some(format!(
+                "failed: bad record at in[3]@7: column 2 is not a number: {value:?}\nsecond line"
+            )),
+        );
+        let why = h.not_ready_reason().unwrap();
+        assert!(why.starts_with("partition 3: failed: bad record at in[3]@7: column 2"));
+        assert!(why.ends_with(" [...]"), "{why}");
+        assert!(why.chars().count() <= REASON_MAX_CHARS + 6);
+        assert!(!why.contains('\n'));
+
+        h.set_fatal("a\nb\u{7}c".into());
+        assert_eq!(h.not_ready_reason().as_deref(), Some("a\\nb\\u{7}c"));
+        h.clear_fatal();
+
+        let job = weir_config::parse_job(
+            "j.toml",
+            "name = \"j\"\n[kafka.properties]\n\"sasl.password\" = \"hunter3-readyz\"\n[source]\ntopics = [\"t\"]\n[sink]\ntopic = \"o\"\n",
+            &|_| None,
+        )
+        .unwrap();
+        crate::secrets::register(&job);
+        // The secret straddles the bound: redacted before the cut, no part of it is left.
+        h.set_fatal(format!(
+            "{} hunter3-readyz",
+            "w".repeat(REASON_MAX_CHARS - 5)
+        ));
+        let why = h.not_ready_reason().unwrap();
+        assert!(!why.contains("hun"), "{why}");
+        h.clear_fatal();
+
+        let exact = "é".repeat(REASON_MAX_CHARS);
+        assert_eq!(bounded(&exact), exact);
+        let over = format!("{exact}é");
+        assert_eq!(bounded(&over), format!("{exact} [...]"));
     }
 }

@@ -10,6 +10,7 @@ mod demo;
 mod drill;
 mod engine;
 mod exactly_once;
+mod http_limits;
 mod job_files;
 mod key_by;
 mod measure;

@@ -113,23 +113,7 @@ pub const REASON_MAX_CHARS: usize = 256;
 /// characters escaped, so that a record cannot put an arbitrary amount of its content (nor
 /// extra lines) in a probe's answer.
 pub fn bounded(why: &str) -> String {
-    let mut out = String::new();
-    let mut chars = 0;
-    for c in why.chars() {
-        let piece: String = if c.is_control() {
-            c.escape_debug().collect()
-        } else {
-            c.into()
-        };
-        let n = piece.chars().count();
-        if chars + n > REASON_MAX_CHARS {
-            out.push_str(" [...]");
-            return out;
-        }
-        out.push_str(&piece);
-        chars += n;
-    }
-    out
+    weir_operators::excerpt::excerpt(why, REASON_MAX_CHARS)
 }
 
 #[cfg(test)]
@@ -160,8 +144,8 @@ mod tests {
         );
         let why = h.not_ready_reason().unwrap();
         assert!(why.starts_with("partition 3: failed: bad record at in[3]@7: column 2"));
-        assert!(why.ends_with(" [...]"), "{why}");
-        assert!(why.chars().count() <= REASON_MAX_CHARS + 6);
+        assert!(why.ends_with(" more bytes]"), "{why}");
+        assert!(why.chars().count() <= REASON_MAX_CHARS + " [... 9999 more bytes]".len());
         assert!(!why.contains('\n'));
 
         h.set_fatal("a\nb\u{7}c".into());
@@ -187,6 +171,6 @@ mod tests {
         let exact = "é".repeat(REASON_MAX_CHARS);
         assert_eq!(bounded(&exact), exact);
         let over = format!("{exact}é");
-        assert_eq!(bounded(&over), format!("{exact} [...]"));
+        assert_eq!(bounded(&over), format!("{exact} [... 2 more bytes]"));
     }
 }

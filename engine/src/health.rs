@@ -145,7 +145,7 @@ mod tests {
         let why = h.not_ready_reason().unwrap();
         assert!(why.starts_with("partition 3: failed: bad record at in[3]@7: column 2"));
         assert!(why.ends_with(" more bytes]"), "{why}");
-        assert!(why.chars().count() <= REASON_MAX_CHARS + " [... 9999 more bytes]".len());
+        assert!(why.chars().count() <= REASON_MAX_CHARS + 32, "{why}");
         assert!(!why.contains('\n'));
 
         h.set_fatal("a\nb\u{7}c".into());

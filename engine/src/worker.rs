@@ -683,7 +683,12 @@ impl Core {
                 String::from_utf8_lossy(example).escape_debug()
             );
             tracing::error!(partition = p, "{reason}");
-            task.failure = Some(reason);
+            // `/readyz` says what, the log which keys (record contents stay in the log).
+            task.failure = Some(format!(
+                "{} holds {} key(s) whose latest state does not decode: the state cannot be rebuilt (the keys are in the log)",
+                window.changelog,
+                r.undecodable.len()
+            ));
             self.set_state(p, TaskState::Failed);
             return Ok(());
         }
@@ -866,7 +871,10 @@ impl Core {
                 BadRecordPolicy::Fail => {
                     let reason = format!("bad record at {provenance}: {err}");
                     tracing::error!("{reason}; the task stops (bad_records = \"fail\"); nothing after it is committed");
-                    task.failure = Some(reason);
+                    // `/readyz` shows where, the log what (the error may quote the record).
+                    task.failure = Some(format!(
+                        "bad record at {provenance} (bad_records = \"fail\"; the error is in the log)"
+                    ));
                     let topics = self.input_topics(&self.tasks[&p]);
                     self.set_state(p, TaskState::Failed);
                     consumer.pause(&tpl_of(&topics, &[p])).ok();
@@ -1046,9 +1054,11 @@ impl Core {
                 Checkpoint::delete(&dir.checkpoint_path())?;
             }
         }
-        task.failure = Some(reason.clone());
+        // The log has the whole reason; `/readyz` and the rejoin reason leave out the data.
+        let shown = format!("the state store of partition {p} failed: {}", e.summary());
+        task.failure = Some(shown.clone());
         self.set_state(p, TaskState::Failed);
-        self.rejoin_because.get_or_insert(reason);
+        self.rejoin_because.get_or_insert(shown);
         Ok(())
     }
 

@@ -58,9 +58,10 @@ pub(crate) fn stored_stream_time(store: &dyn StoreAccess) -> Result<i64, StoreEr
 /// would start again at count 1, or stream time go back and closed windows reopen).
 pub(crate) fn undecodable(what: &str, key: &[u8], value: &[u8]) -> StoreError {
     StoreError(format!(
-        "Corruption: {what} (key {}) does not decode ({} bytes)",
+        "Corruption: {what} does not decode ({} bytes){}{}",
+        value.len(),
+        weir_state::CONTENT_MARK,
         String::from_utf8_lossy(key).escape_debug(),
-        value.len()
     ))
 }
 

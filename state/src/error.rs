@@ -11,7 +11,15 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// Where an error's message starts quoting the data it failed on (see [`StoreError::summary`]).
+pub const CONTENT_MARK: &str = ", key ";
+
 impl StoreError {
+    /// The message without the data it quotes (an example key): what `/readyz` may show.
+    pub fn summary(&self) -> &str {
+        self.0.split(CONTENT_MARK).next().unwrap_or(&self.0)
+    }
+
     /// An error that says nothing about the data: the directory is locked (its previous owner
     /// has not let go yet), the process is out of file descriptors, memory or disk. Retry it;
     /// wiping the store would throw good state away.

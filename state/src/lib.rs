@@ -25,7 +25,7 @@ pub use changelog::{
     decode_input_offsets, encode_input_offsets, written_by_committed_cycle, INPUT_OFFSETS_HEADER,
 };
 pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FORMAT_VERSION};
-pub use error::{Entries, StoreError, WriteOp};
+pub use error::{Entries, StoreError, WriteOp, CONTENT_MARK};
 #[cfg(feature = "rocksdb")]
 pub use resources::SharedResources;
 #[cfg(feature = "rocksdb")]

@@ -9,7 +9,8 @@ use weir_engine::generator::GeneratorSpec;
 
 const OAUTH: &str = "principal=weir clientSecret=hunter2-oauth";
 const KEY_PASSWORD: &str = "hunter2-key-password";
-const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIhunter2pemhunter2pem\n-----END PRIVATE KEY-----\n";
+const PEM: &str =
+    "-----BEGIN PRIVATE KEY-----\nMIIhunter2pemhunter2pem\n-----END PRIVATE KEY-----\n";
 
 fn with_properties(job: &std::path::Path, lines: &str) {
     let mut text = std::fs::read_to_string(job).unwrap();
@@ -72,7 +73,9 @@ fn real_no_secret_in_any_output_of_a_run_describe_or_validate() {
     );
     s.await_results_equal_oracle(&oracle(&s.readings), &[&worker]);
     assert_no_secret("/metrics", &worker.metrics());
-    let readyz = http_get(&worker.http, "/readyz").map(|r| r.1).unwrap_or_default();
+    let readyz = http_get(&worker.http, "/readyz")
+        .map(|r| r.1)
+        .unwrap_or_default();
     assert_no_secret("/readyz", &readyz);
     let log = worker.log.clone();
     assert_eq!(worker.stop(), 0);
@@ -113,7 +116,10 @@ fn real_no_secret_in_the_error_of_a_client_that_cannot_be_created() {
     ]);
     assert!(!ok, "a key that cannot be loaded fails the run: {out}");
     assert!(started.elapsed() < Duration::from_secs(30));
-    assert!(out.contains("ssl.key"), "the error names the property: {out}");
+    assert!(
+        out.contains("ssl.key"),
+        "the error names the property: {out}"
+    );
     assert_no_secret("weir run", &out);
 
     let job = s.job(&[]);

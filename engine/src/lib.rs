@@ -1,7 +1,8 @@
 //! The weir runtime: workers, tasks, the commit cycle, HTTP endpoints, and the `weir` binary.
 //!
 //! # Layout
-//! - `worker.rs`: one consumer-group member: poll loop, rebalances, restore, processing, commit cycle;
+//! - `worker/`: one consumer-group member: poll loop, rebalances, restore, processing, commit cycle
+//!   (a file each; see its module doc);
 //! - `task.rs`: a task (one input partition) and its lifecycle state machine;
 //! - `repartition.rs`: the repartition topic's records and the second hop's de-duplication;
 //! - `commit.rs`: the guarantee-specific commit step;

@@ -10,9 +10,11 @@
 //! - `aggregate.rs`: the aggregate value (count, sum, min, max) and its output record;
 //! - `windowed.rs`: the windowed aggregation operator: a bounded cache in front of the task's store,
 //!   stream time, grace, late records, on_close / on_update emission, expiry;
+//! - `closing.rs`: bounded closing (a batch per commit cycle, from a cursor), for both operators;
 //! - `session.rs`: session windows (gap-separated, merging), same cache and commit discipline.
 
 mod aggregate;
+mod closing;
 mod decode;
 pub mod excerpt;
 mod program;
@@ -22,6 +24,7 @@ mod window;
 mod windowed;
 
 pub use aggregate::Agg;
+pub use closing::CLOSE_BATCH;
 pub use decode::{DecodeError, Decoder, Record};
 pub use program::{Forward, Forwarded, Program};
 pub use session::SessionAggregate;

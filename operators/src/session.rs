@@ -12,6 +12,7 @@
 //! written once per commit (its session list and its index changes), however many records touched it.
 
 use crate::aggregate::Agg;
+use crate::closing::Closing;
 use crate::window::{start_prefix, WindowKey, META_STREAM_TIME};
 use crate::windowed::{stored_stream_time, Emit, StoreAccess};
 use serde::{Deserialize, Serialize};
@@ -67,11 +68,8 @@ pub struct SessionAggregate {
     /// No open session ends before this (a lower bound); `None` = no open session.
     earliest_end: Option<i64>,
     late_records: u64,
-    /// Keys closed since the last commit, the most one cycle may close, and where a pass that ran
-    /// out of budget goes on (an end-index key).
-    closed_this_cycle: usize,
-    close_batch: usize,
-    close_cursor: Option<Vec<u8>>,
+    /// The bounded closing pass over the end index (see `closing.rs`).
+    closing: Closing,
 }
 
 const APPROX_KEY_BYTES: usize = 160;
@@ -106,9 +104,7 @@ impl SessionAggregate {
             stream_time_dirty: false,
             earliest_end: oldest_stored_end(store, i64::MIN)?,
             late_records: 0,
-            closed_this_cycle: 0,
-            close_batch: crate::windowed::CLOSE_BATCH,
-            close_cursor: None,
+            closing: Closing::default(),
         })
     }
 
@@ -224,38 +220,25 @@ impl SessionAggregate {
 
     /// Sets the most keys one commit cycle closes sessions of (tests).
     pub fn set_close_batch(&mut self, keys: usize) {
-        self.close_batch = keys.max(1);
+        self.closing.set_batch(keys);
     }
 
     /// Emits and removes the sessions that are closed at the current stream time, at most
     /// `close_batch` keys per commit cycle, in the order of the end index; the rest stays pending
-    /// and goes on from `close_cursor` after the commit (see the windowed operator).
+    /// and goes on from its cursor after the commit (`closing.rs`).
     pub fn close_due(
         &mut self,
         store: &dyn StoreAccess,
         out: &mut Vec<Emit>,
     ) -> Result<(), StoreError> {
-        if !self.close_pending() || self.closed_this_cycle >= self.close_batch {
+        if !self.close_pending() || self.closing.spent() {
             return Ok(());
         }
         let limit = self.close_limit();
         let limit_key = start_prefix(limit);
-        let from = self
-            .close_cursor
-            .take()
-            .unwrap_or_else(|| start_prefix(i64::MIN).to_vec());
-        let budget = self.close_batch - self.closed_this_cycle;
-        let stored = store.scan(&from, &limit_key, budget)?;
-        let upto = match stored.last() {
-            Some((k, _)) if stored.len() == budget => {
-                let mut next = k.clone();
-                next.push(0);
-                next
-            }
-            _ => limit_key.to_vec(),
-        };
+        let mut batch = self.closing.next(store, &limit_key)?;
         let mut keys: BTreeSet<String> = BTreeSet::new();
-        for (k, _) in stored {
+        for (k, _) in std::mem::take(&mut batch.stored) {
             let wk = WindowKey::decode(&k)
                 .ok_or_else(|| crate::windowed::undecodable("a session end index key", &k, &[]))?;
             if !self.cache.contains_key(&wk.key) {
@@ -265,13 +248,10 @@ impl SessionAggregate {
         keys.extend(
             self.cached_ends
                 .range(..(limit, String::new()))
-                .filter(|(end, key)| {
-                    let k = WindowKey::encode(*end, key);
-                    k >= from && k < upto
-                })
+                .filter(|(end, key)| batch.contains(&WindowKey::encode(*end, key)))
                 .map(|(_, k)| k.clone()),
         );
-        self.closed_this_cycle += keys.len();
+        let closed = keys.len();
         for key in keys {
             self.load(store, &key)?;
             let entry = self.cache.get_mut(&key).expect("loaded");
@@ -290,8 +270,7 @@ impl SessionAggregate {
                 }
             }
         }
-        if upto[..] != limit_key[..] {
-            self.close_cursor = Some(upto);
+        if !self.closing.done(batch, closed, &limit_key) {
             return Ok(());
         }
         let next_store = oldest_stored_end(store, limit)?;
@@ -328,7 +307,7 @@ impl SessionAggregate {
 
     /// At commit: each dirty key's session list and index changes, once; on_update results.
     pub fn take_dirty(&mut self, out: &mut Vec<Emit>) -> Vec<WriteOp> {
-        self.closed_this_cycle = 0;
+        self.closing.committed();
         let mut writes = Vec::new();
         let mut emptied = Vec::new();
         let on_update = self.emit == EmitMode::OnUpdate;
@@ -401,8 +380,7 @@ impl SessionAggregate {
         self.stream_time = stored_stream_time(store)?;
         self.stream_time_dirty = false;
         self.earliest_end = oldest_stored_end(store, i64::MIN)?;
-        self.closed_this_cycle = 0;
-        self.close_cursor = None;
+        self.closing.reset();
         Ok(())
     }
 }

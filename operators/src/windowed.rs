@@ -11,6 +11,7 @@
 //! latest value of every window that changed. Closed windows are deleted (tombstones in the changelog).
 
 use crate::aggregate::Agg;
+use crate::closing::Closing;
 use crate::window::{start_prefix, WindowKey, Windowing, META_STREAM_TIME};
 use std::collections::HashMap;
 use weir_config::{AggregateFn, EmitMode};
@@ -127,17 +128,11 @@ pub struct WindowedAggregate {
     /// The smallest window start that may still be open (cache or store); `None` = no open window.
     earliest_open: Option<i64>,
     late_records: u64,
-    /// Windows closed since the last commit, and the most one commit cycle may close.
-    closed_this_cycle: usize,
-    close_batch: usize,
-    /// Where a closing pass that ran out of budget goes on (a store key; below it all is closed).
-    close_cursor: Option<Vec<u8>>,
+    /// The bounded closing pass (see `closing.rs`).
+    closing: Closing,
 }
 
 const APPROX_ENTRY_BYTES: usize = 128;
-/// Windows closed per commit cycle: their results and tombstones wait in memory for the commit
-/// (a few hundred bytes each), and one transaction carries them.
-pub const CLOSE_BATCH: usize = 20_000;
 
 impl WindowedAggregate {
     /// Opens the operator over a (restored) store: stream time and the oldest open window are read back.
@@ -162,9 +157,7 @@ impl WindowedAggregate {
             stream_time_dirty: false,
             earliest_open,
             late_records: 0,
-            closed_this_cycle: 0,
-            close_batch: CLOSE_BATCH,
-            close_cursor: None,
+            closing: Closing::default(),
         })
     }
 
@@ -269,57 +262,43 @@ impl WindowedAggregate {
 
     /// Sets the most windows one commit cycle closes (tests; the default suits production).
     pub fn set_close_batch(&mut self, windows: usize) {
-        self.close_batch = windows.max(1);
+        self.closing.set_batch(windows);
     }
 
     /// Emits and deletes the windows that stream time has closed, in key order, at most
     /// `close_batch` per commit cycle: an hour boundary over millions of meters closes millions
     /// of windows at once, and their results, tombstones and changelog records are held in memory
     /// until the commit. What is left stays pending (records for those windows are already late,
-    /// so waiting changes no result) and continues after the commit, from `close_cursor`.
+    /// so waiting changes no result) and continues after the commit, from its cursor (`closing.rs`).
     pub fn close_due(
         &mut self,
         store: &dyn StoreAccess,
         out: &mut Vec<Emit>,
     ) -> Result<(), StoreError> {
-        if !self.close_pending() || self.closed_this_cycle >= self.close_batch {
+        if !self.close_pending() || self.closing.spent() {
             return Ok(());
         }
         let limit_key = start_prefix(self.windowing.closed_before(self.stream_time));
-        // Everything below the cursor is closed already (deleted, or a tombstone in the cache
-        // until the commit); no window below the limit can open again.
-        let from = self
-            .close_cursor
-            .take()
-            .unwrap_or_else(|| start_prefix(i64::MIN).to_vec());
-        let budget = self.close_batch - self.closed_this_cycle;
-        let stored = store.scan(&from, &limit_key, budget)?;
-        // This batch covers [from, upto): up to the limit, or just past the last key read.
-        let upto = match stored.last() {
-            Some((k, _)) if stored.len() == budget => {
-                let mut next = k.clone();
-                next.push(0);
-                next
-            }
-            _ => limit_key.to_vec(),
-        };
-        let in_batch = |k: &[u8]| k >= &from[..] && k < &upto[..];
+        let mut batch = self.closing.next(store, &limit_key)?;
         // Closing windows: those in the store, overlaid by the cache.
         // (key, aggregate, changed since the last commit)
         let mut closing: Vec<(Vec<u8>, Agg, bool)> = Vec::new();
-        for (k, v) in stored {
+        for (k, v) in std::mem::take(&mut batch.stored) {
             if !self.cache.contains_key(&k) {
                 let agg = decode_agg(&k, &v)?;
                 closing.push((k, agg, false));
             }
         }
         for (k, e) in &self.cache {
-            if let Some(agg) = e.agg.filter(|_| k.first() == Some(&0x01) && in_batch(k)) {
+            if let Some(agg) = e
+                .agg
+                .filter(|_| k.first() == Some(&0x01) && batch.contains(k))
+            {
                 closing.push((k.clone(), agg, e.dirty));
             }
         }
         closing.sort_by(|a, b| a.0.cmp(&b.0));
-        self.closed_this_cycle += closing.len();
+        let closed = closing.len();
         for (k, agg, changed) in closing {
             let wk = WindowKey::decode(&k).ok_or_else(|| undecodable("a window key", &k, &[]))?;
             // on_update: the last change of a window reaches the sink even when it closes
@@ -341,8 +320,7 @@ impl WindowedAggregate {
                 },
             );
         }
-        if upto[..] != limit_key[..] {
-            self.close_cursor = Some(upto);
+        if !self.closing.done(batch, closed, &limit_key) {
             return Ok(());
         }
         let next_store = store
@@ -364,7 +342,7 @@ impl WindowedAggregate {
     /// (`None` = delete), plus on_update results into `out`. Entries become clean; the cache is
     /// trimmed to its budget.
     pub fn take_dirty(&mut self, out: &mut Vec<Emit>) -> Vec<WriteOp> {
-        self.closed_this_cycle = 0;
+        self.closing.committed();
         let mut writes = Vec::new();
         let mut deleted = Vec::new();
         for (k, e) in self.cache.iter_mut().filter(|(_, e)| e.dirty) {
@@ -422,8 +400,7 @@ impl WindowedAggregate {
         self.stream_time = stored_stream_time(store)?;
         self.stream_time_dirty = false;
         self.earliest_open = oldest_stored_window(store)?;
-        self.closed_this_cycle = 0;
-        self.close_cursor = None;
+        self.closing.reset();
         Ok(())
     }
 }

@@ -105,15 +105,18 @@ fn real_no_secret_in_the_error_of_a_client_that_cannot_be_created() {
         ),
     );
     let state = s.state("a");
+    let run = |job: &std::path::Path| {
+        output(&[
+            "run",
+            job.to_str().unwrap(),
+            "--brokers",
+            &s.bootstrap,
+            "--state-dir",
+            state.to_str().unwrap(),
+        ])
+    };
     let started = std::time::Instant::now();
-    let (ok, out) = output(&[
-        "run",
-        job.to_str().unwrap(),
-        "--brokers",
-        &s.bootstrap,
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
+    let (ok, out) = run(&job);
     assert!(!ok, "a key that cannot be loaded fails the run: {out}");
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(
@@ -127,14 +130,7 @@ fn real_no_secret_in_the_error_of_a_client_that_cannot_be_created() {
         &job,
         &format!("\"ssl.key.password\" = \"${{WEIR_TEST_KEY_PASSWORD}}\"\n\"enable.sasl.oauthbearer.unsecure.jwt\" = \"{KEY_PASSWORD}\"\n"),
     );
-    let (ok, out) = output(&[
-        "run",
-        job.to_str().unwrap(),
-        "--brokers",
-        &s.bootstrap,
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
+    let (ok, out) = run(&job);
     assert!(!ok, "a refused value fails the run: {out}");
     assert!(
         out.contains("enable.sasl.oauthbearer.unsecure.jwt"),

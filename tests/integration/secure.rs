@@ -148,6 +148,29 @@ fn weir(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, Duration) 
     (status.and_then(|s| s.code()), text, started.elapsed())
 }
 
+/// `weir run` of `job` against `bootstrap` with its own state directory, as [`weir`] reports it.
+fn weir_run(
+    s: &SecureSetup,
+    job: &Path,
+    bootstrap: &str,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, Duration) {
+    let state = s.dir.path().join("state");
+    weir(
+        &[
+            "run",
+            job.to_str().unwrap(),
+            "--brokers",
+            bootstrap,
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+        ],
+        env,
+    )
+}
+
 fn run_to_oracle(s: &SecureSetup, job: &Path, bootstrap: &str, env: &[(&str, &str)]) -> String {
     produce_readings(&s.plain, &s.input, &s.readings);
     let worker = Worker::start_with(job, bootstrap, &s.dir.path().join("state"), env);
@@ -230,20 +253,7 @@ fn real_secure_wrong_password_fails_fast_naming_the_listener_and_mechanism() {
     let job = s.job("exactly_once", &refs(&props));
     let wrong = "not-the-password-5f1e";
     let bootstrap = b.get_value("sasl_bootstrap");
-    let state = s.dir.path().join("state");
-    let (code, out, took) = weir(
-        &[
-            "run",
-            job.to_str().unwrap(),
-            "--brokers",
-            bootstrap,
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--http",
-            "127.0.0.1:0",
-        ],
-        &[("WEIR_TEST_SASL_PASSWORD", wrong)],
-    );
+    let (code, out, took) = weir_run(&s, &job, bootstrap, &[("WEIR_TEST_SASL_PASSWORD", wrong)]);
     assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {out}");
     assert!(took < Duration::from_secs(30), "took {took:?}: {out}");
     for needed in ["authentication", "SCRAM-SHA-512", bootstrap] {
@@ -262,18 +272,10 @@ fn real_secure_missing_create_acl_names_the_topic_and_the_operation() {
     let props = scram(&b, "nocreate_user");
     let job = s.job("at_least_once", &refs(&props));
     let password = b.get_value("nocreate_password");
-    let state = s.dir.path().join("state");
-    let (code, out, _) = weir(
-        &[
-            "run",
-            job.to_str().unwrap(),
-            "--brokers",
-            b.get_value("sasl_bootstrap"),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--http",
-            "127.0.0.1:0",
-        ],
+    let (code, out, _) = weir_run(
+        &s,
+        &job,
+        b.get_value("sasl_bootstrap"),
         &[("WEIR_TEST_SASL_PASSWORD", password)],
     );
     assert!(code.is_some_and(|c| c != 0), "exit {code:?}: {out}");

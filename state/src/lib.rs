@@ -6,6 +6,8 @@
 //! - `task_dir.rs`: `<state_dir>/<job>/<partition>/`, its `.lock`, wiping;
 //! - `checkpoint.rs`: the checkpoint file (versioned, checksummed, tmp + fsync + rename, never backwards);
 //! - `store.rs`: a task's RocksDB store: point reads, batched writes, range scans, size figures;
+//! - `lifecycle.rs`: a task's state from opening (restore the tail, or wipe and replay all) to its
+//!   checkpoints: the one place that decides and builds them;
 //! - `changelog.rs`: how store entries travel in changelog records;
 //! - `error.rs`: `StoreError` and the entry types.
 //!
@@ -15,6 +17,8 @@
 mod changelog;
 mod checkpoint;
 mod error;
+#[cfg(feature = "rocksdb")]
+mod lifecycle;
 #[cfg(feature = "rocksdb")]
 mod resources;
 #[cfg(feature = "rocksdb")]
@@ -26,6 +30,8 @@ pub use changelog::{
 };
 pub use checkpoint::{Checkpoint, CheckpointError, CHECKPOINT_FORMAT_VERSION};
 pub use error::{Entries, StoreError, WriteOp, CONTENT_MARK};
+#[cfg(feature = "rocksdb")]
+pub use lifecycle::{CheckpointFailure, LocalState, OpenError, RestoreFrom};
 #[cfg(feature = "rocksdb")]
 pub use resources::SharedResources;
 #[cfg(feature = "rocksdb")]

@@ -58,6 +58,25 @@ impl TaskDir {
         &self.path
     }
 
+    /// Locks the directory, asking again a few times: its previous owner in this process (a
+    /// revoked task still closing) or another process on the host may hold it for a moment.
+    pub fn lock_patiently(
+        state_dir: &Path,
+        job: &str,
+        partition: i32,
+    ) -> Result<TaskDir, LockError> {
+        let mut wait = std::time::Duration::from_millis(100);
+        for _ in 0..5 {
+            match TaskDir::lock(state_dir, job, partition) {
+                Ok(d) => return Ok(d),
+                Err(e) => tracing::warn!(partition, "{e}; trying again in {wait:?}"),
+            }
+            std::thread::sleep(wait);
+            wait *= 2;
+        }
+        TaskDir::lock(state_dir, job, partition)
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.path.join("db")
     }

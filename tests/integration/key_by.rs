@@ -30,9 +30,14 @@ fn rekeyed_at_least_once(dir: &Path, name: &str, input: &str, output: &str) -> P
             "guarantee = \"exactly_once\"",
             "guarantee = \"at_least_once\"".into(),
         ),
+        // The last hour closes by the idle close. Its silence must outlast the tasks' restores
+        // after a kill: a task that restored first and closed its windows while another still
+        // restores would see the other's re-keyed records late (the idle rule looks at a task's own
+        // partitions, not at the first hop feeding it: a known gap of the idle close in re-keyed
+        // jobs, to be fixed with its own test).
         (
             "close_idle_after = \"10m\"",
-            "close_idle_after = \"3s\"".into(),
+            "close_idle_after = \"10s\"".into(),
         ),
         // Longer than the whole input: a first hop catching up on the backlog a kill left may run
         // hours of event time ahead on one partition (see the job file); here no reading may be

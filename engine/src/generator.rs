@@ -43,7 +43,9 @@ impl Default for GeneratorSpec {
     }
 }
 
-fn splitmix64(mut x: u64) -> u64 {
+/// The SplitMix64 mixer: a well-spread 64-bit value from any 64-bit input (seeded readings here and
+/// in the drill's input).
+pub fn splitmix64(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = x;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -12,18 +12,12 @@
 //! - `metrics.rs`, `health.rs`, `http.rs`: `/metrics`, `/livez`, `/readyz`;
 //! - `secrets.rs`: the job's secrets, redacted from logs, errors, panics and probe answers;
 //! - `generator.rs`: deterministic meter readings (demo, tests, drills);
-//! - `demo.rs`: `weir demo`, the flagship job on an in-process mock cluster;
 //! - `failpoint.rs`: `WEIR_FAILPOINT` crash points for tests;
-//! - `describe.rs`: `weir describe` (text and dot);
-//! - `drill/`: `weir drill`, failover drills on a real Kafka (see its module doc);
-//! - `cli.rs`: the command line.
+//! - `describe.rs`: `weir describe` (text and dot).
 
-pub mod cli;
 mod commit;
 mod deliveries;
-pub mod demo;
 pub mod describe;
-pub mod drill;
 pub mod failpoint;
 pub mod generator;
 pub mod health;

@@ -2,7 +2,7 @@
 //! minutes). `cargo xtask kafka start`, then:
 //!
 //! ```sh
-//! WEIR_BIN=$CARGO_TARGET_DIR/release/weir cargo test -p weir-engine --test integration -- --ignored --nocapture measure
+//! WEIR_BIN=$CARGO_TARGET_DIR/release/weir cargo test -p weir --test integration -- --ignored --nocapture measure
 //! ```
 //! `WEIR_MEASURE_METERS` (default 1,000,000) meters, two readings each in the same hour, so every
 //! meter holds an open window at the end.

@@ -138,7 +138,7 @@ fn demo(args: &[&str]) -> Result<(), String> {
             "run",
             "--quiet",
             "--package",
-            "weir-engine",
+            "weir",
             "--bin",
             "weir",
             "--",
@@ -223,7 +223,7 @@ fn run_bench(bootstrap: &str, smoke: bool, args: &[&str]) -> Result<(), String> 
     let root = workspace_root();
     let profile = if smoke { "debug" } else { "release" };
     let mut build = cargo();
-    build.args(["build", "-p", "weir-engine", "-p", "weir-bench"]);
+    build.args(["build", "-p", "weir", "-p", "weir-bench"]);
     if !smoke {
         build.arg("--release");
     }

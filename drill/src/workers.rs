@@ -1,8 +1,9 @@
 //! The drill's workers: real `weir run` processes, one per slot. A slot keeps its state directory,
 //! its log file and (with static membership) its instance id across restarts, as a machine would.
 
+use crate::probe::{free_port, http_get, Patience};
 use anyhow::Context as _;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -53,32 +54,6 @@ pub struct Workers {
     pub endpoints: Endpoints,
     pub exits: Vec<Exit>,
     t0: Instant,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// GET `path`; (status, body), or None when nothing answers quickly.
-pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let sock: std::net::SocketAddr = addr.parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(300)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(800))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
 }
 
 impl Workers {
@@ -198,7 +173,7 @@ impl Workers {
         loop {
             let http = self.endpoints.lock().unwrap()[slot].http.clone();
             if let Some(h) = http {
-                if http_get(&h, "/livez").is_some() {
+                if http_get(&h, "/livez", Patience::BRIEF).is_some() {
                     return Ok(());
                 }
             }
@@ -219,7 +194,7 @@ impl Workers {
 
     pub fn metrics(&self, slot: usize) -> Option<String> {
         let http = self.endpoints.lock().unwrap()[slot].http.clone()?;
-        http_get(&http, "/metrics").map(|(_, b)| b)
+        http_get(&http, "/metrics", Patience::BRIEF).map(|(_, b)| b)
     }
 
     fn pid(&self, slot: usize) -> Option<i32> {

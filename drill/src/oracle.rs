@@ -1,10 +1,11 @@
 //! The right answer, computed here from the acknowledged input alone, and the comparison with what
 //! the job wrote. Deliberately independent of `operators/`: per meter and hour of event time, the
 //! count, average, minimum and maximum of `kwh` over readings with `kwh >= 0` (the flagship job).
+//! The integration tests take their oracle from here too ([`hourly`], [`Hourly::same_as`]).
 
-use crate::generator::Reading;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use weir_engine::generator::Reading;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -18,7 +19,8 @@ pub struct Hourly {
 }
 
 impl Hourly {
-    fn same_as(&self, other: &Hourly) -> bool {
+    /// Equal, up to the last bits of the average.
+    pub fn same_as(&self, other: &Hourly) -> bool {
         self.count == other.count
             && self.min == other.min
             && self.max == other.max
@@ -39,13 +41,15 @@ struct Totals {
     max: f64,
 }
 
-/// The expected results of `readings`.
+/// The expected results of `readings` under the flagship job: its filter keeps `kwh >= 0`.
 pub fn expected<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> Windows {
+    hourly(readings.into_iter().filter(|r| r.kwh >= 0.0))
+}
+
+/// Per meter and hour of event time: the count, average, minimum and maximum of every reading.
+pub fn hourly<'a>(readings: impl IntoIterator<Item = &'a Reading>) -> Windows {
     let mut totals: BTreeMap<(String, i64), Totals> = BTreeMap::new();
     for r in readings {
-        if r.kwh < 0.0 {
-            continue;
-        }
         let hour = r.ts_ms.div_euclid(HOUR_MS) * HOUR_MS;
         let t = totals.entry((r.meter_id.clone(), hour)).or_default();
         if t.count == 0 {

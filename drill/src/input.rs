@@ -3,7 +3,6 @@
 //! acknowledged records).
 
 use super::scenario::InputPlan;
-use crate::generator::Reading;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
@@ -13,21 +12,10 @@ use rdkafka::ClientContext;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use weir_engine::generator::{splitmix64, GeneratorSpec, Reading};
 
 /// Event time of the first reading: 2026-01-01T00:00:00Z.
 pub const START_MS: i64 = 1_767_225_600_000;
-
-fn splitmix64(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = x;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-pub fn meter_id(m: u32) -> String {
-    format!("meter-{m:05}")
-}
 
 impl InputPlan {
     /// Reading number `i`, in production order: every meter at one instant, then the next instant,
@@ -45,7 +33,7 @@ impl InputPlan {
             (r % 2000) as f64 / 1000.0
         };
         Reading {
-            meter_id: meter_id(m),
+            meter_id: GeneratorSpec::meter_id(m),
             ts_ms: START_MS + n as i64 * self.interval_ms,
             kwh,
         }

@@ -5,10 +5,6 @@
 //! The mock cluster is fine for this (small data, at-least-once) and for nothing that must prove
 //! restore or exactly-once; the test suite does that against a real broker.
 
-use crate::generator::{GeneratorSpec, Reading};
-use crate::health::Health;
-use crate::metrics::Metrics;
-use crate::worker::{run_worker, WorkerArgs};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -21,6 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_config::{parse_job, Operator, RuntimeConfig, RuntimeOverrides};
+use weir_engine::generator::{GeneratorSpec, Reading};
+use weir_engine::health::Health;
+use weir_engine::metrics::Metrics;
+use weir_engine::worker::{run_worker, WorkerArgs};
 
 const PARTITIONS: i32 = 4;
 
@@ -49,7 +49,7 @@ fn demo(duration: Duration, http: Option<String>, meters: u32, hours: u32) -> an
     let bootstrap = cluster.bootstrap_servers();
     let mut job = parse_job(
         "jobs/meter-hourly-average.toml",
-        crate::FLAGSHIP_JOB,
+        weir_engine::FLAGSHIP_JOB,
         &|_| None,
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -93,8 +93,8 @@ fn demo(duration: Duration, http: Option<String>, meters: u32, hours: u32) -> an
     let metrics = Arc::new(Metrics::new(job.name.get_ref()));
     let health = Arc::new(Health::default());
     let shutdown = Arc::new(AtomicBool::new(false));
-    crate::cli::on_termination(&rt, shutdown.clone());
-    crate::cli::start_http(&rt, http.as_deref(), metrics.clone(), health.clone())?;
+    crate::serve::on_termination(&rt, shutdown.clone());
+    crate::serve::start_http(&rt, http.as_deref(), metrics.clone(), health.clone())?;
 
     let spec = GeneratorSpec {
         meters,

@@ -4,7 +4,8 @@
 //! restores).
 
 use super::cluster::Probe;
-use super::workers::{http_get, Endpoints};
+use crate::probe::{http_get, task_states, Patience};
+use crate::workers::Endpoints;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,24 +107,6 @@ pub fn parse_wipe(line: &str) -> Option<i32> {
     field(line, "partition")?.parse().ok()
 }
 
-/// Partition -> task state, from a `/metrics` body.
-pub fn task_states(body: &str) -> BTreeMap<i32, i64> {
-    body.lines()
-        .filter(|l| l.starts_with("weir_task_state{"))
-        .filter_map(|l| {
-            let p = l
-                .split("partition=\"")
-                .nth(1)?
-                .split('"')
-                .next()?
-                .parse()
-                .ok()?;
-            let v: f64 = l.rsplit(' ').next()?.parse().ok()?;
-            Some((p, v as i64))
-        })
-        .collect()
-}
-
 pub struct Watch {
     pub bootstrap: String,
     pub group: String,
@@ -200,7 +183,7 @@ fn run(w: Watch, probe: Probe, data: Arc<Mutex<Data>>, stop: Arc<AtomicBool>) {
                 if e.paused {
                     return None;
                 }
-                let body = http_get(e.http.as_ref()?, "/metrics")?.1;
+                let body = http_get(e.http.as_ref()?, "/metrics", Patience::BRIEF)?.1;
                 Some(WorkerView {
                     tasks: task_states(&body),
                 })
@@ -283,12 +266,5 @@ mod tests {
         assert_eq!(parse_restore("INFO partitions assigned"), None);
         let wipe = "2026-01-01T00:00:00Z  WARN no checkpoint and the local store is not empty: wiped, restoring all of x-changelog partition=4";
         assert_eq!(parse_wipe(wipe), Some(4));
-    }
-
-    #[test]
-    fn task_states_come_per_partition() {
-        let body = "# HELP x\nweir_task_state{job=\"j\",partition=\"0\"} 2\nweir_task_state{job=\"j\",partition=\"5\"} 1\nweir_tasks{job=\"j\"} 2\n";
-        let s = task_states(body);
-        assert_eq!(s.into_iter().collect::<Vec<_>>(), [(0, 2), (5, 1)]);
     }
 }

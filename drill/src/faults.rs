@@ -1,0 +1,212 @@
+//! What each fault of the timeline does to the workers or the brokers, and what its recovery is
+//! measured by.
+
+use crate::brokers;
+use crate::report::Measure;
+use crate::scenario::{BrokerRef, BrokerSignal, Fault};
+use crate::timeline::{Action, Drill};
+use crate::workers;
+use anyhow::Context as _;
+use std::time::{Duration, Instant};
+
+impl Drill<'_> {
+    pub fn fault(&mut self, fault: &Fault) -> anyhow::Result<()> {
+        let at_s = self.now_s();
+        let n = *self.plan.scenario.partitions.get_ref();
+        if let Some(w) = fault.worker() {
+            let needs_running = !matches!(fault, Fault::Resume { .. });
+            if needs_running && !self.workers.running(w) {
+                let note = format!("w{w} was not running: nothing to do");
+                self.progress.event(&note);
+                self.record(fault, at_s, Measure::None, vec![note]);
+                return Ok(());
+            }
+        }
+        match fault {
+            Fault::Kill {
+                worker,
+                restart_after,
+                ..
+            } => {
+                let owned = self.monitor.owned(*worker);
+                self.workers.kill(*worker)?;
+                let baseline = self.committed_now();
+                self.record(
+                    fault,
+                    at_s,
+                    Measure::Advance {
+                        partitions: owned,
+                        baseline,
+                    },
+                    vec![],
+                );
+                if let Some(at) = self.after(*restart_after) {
+                    self.schedule(at, Action::Start { worker: *worker });
+                }
+            }
+            Fault::Stop {
+                worker,
+                restart_after,
+                ..
+            } => {
+                let owned = self.monitor.owned(*worker);
+                let code = self.workers.stop(*worker, Duration::from_secs(45))?;
+                let baseline = self.committed_now();
+                let notes = match code {
+                    Some(0) => vec![],
+                    other => vec![format!("the worker's exit code after SIGTERM: {other:?}")],
+                };
+                self.record(
+                    fault,
+                    at_s,
+                    Measure::Advance {
+                        partitions: owned,
+                        baseline,
+                    },
+                    notes,
+                );
+                if let Some(at) = self.after(*restart_after) {
+                    self.schedule(at, Action::Start { worker: *worker });
+                }
+            }
+            Fault::Pause {
+                worker,
+                resume_after,
+                ..
+            } => {
+                let owned = self.monitor.owned(*worker);
+                self.workers.pause(*worker)?;
+                let baseline = self.committed_now();
+                self.record(
+                    fault,
+                    at_s,
+                    Measure::Advance {
+                        partitions: owned,
+                        baseline,
+                    },
+                    vec![],
+                );
+                if let Some(at) = self.after(*resume_after) {
+                    self.schedule(at, Action::Resume { worker: *worker });
+                }
+            }
+            Fault::Resume { worker, .. } => {
+                let note = if self.workers.paused(*worker) {
+                    self.workers.resume(*worker)?;
+                    vec![]
+                } else {
+                    vec![format!("w{worker} was not paused")]
+                };
+                self.record(fault, at_s, Measure::None, note);
+            }
+            Fault::AddWorker { count, .. } => {
+                let mut added = Vec::new();
+                for _ in 0..*count {
+                    added.push(self.workers.add()?);
+                }
+                self.progress.event(&format!(
+                    "started {}",
+                    added
+                        .iter()
+                        .map(|w| format!("w{w}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+                self.record(
+                    fault,
+                    at_s,
+                    Measure::NewAssignment { workers: added },
+                    vec![],
+                );
+            }
+            Fault::CorruptState {
+                worker,
+                damage,
+                partitions,
+                restart_after,
+                ..
+            } => {
+                let owned = self.monitor.owned(*worker);
+                self.workers.kill(*worker)?;
+                let mut notes = Vec::new();
+                for (p, dir) in self.workers.task_dirs(*worker) {
+                    if partitions.as_ref().is_some_and(|ps| !ps.contains(&p)) {
+                        continue;
+                    }
+                    let done = workers::damage(&dir, *damage)?;
+                    notes.push(format!("partition {p}: {done}"));
+                }
+                if notes.is_empty() {
+                    notes.push("the worker had no task directory to damage".into());
+                }
+                self.progress
+                    .event(&format!("damaged: {}", notes.join("; ")));
+                let baseline = self.committed_now();
+                self.record(
+                    fault,
+                    at_s,
+                    Measure::Advance {
+                        partitions: owned,
+                        baseline,
+                    },
+                    notes,
+                );
+                let at = self.after(*restart_after).unwrap_or_else(Instant::now);
+                self.schedule(at, Action::Start { worker: *worker });
+            }
+            Fault::BrokerRestart {
+                broker,
+                signal,
+                restart_after,
+                ..
+            } => {
+                let dir = self.kafka_dir.clone().expect("checked before the timeline");
+                // A bounce starts from a whole cluster: an earlier bounced broker is back first.
+                while !self.broker_back.is_empty() {
+                    self.check_brokers();
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                let node = match broker {
+                    BrokerRef::Node(n) => *n,
+                    BrokerRef::Role(_) => self
+                        .probe
+                        .leader(&self.names.input, 0)
+                        .context("no leader for input partition 0")?,
+                };
+                let b = brokers::find(&dir, node)?;
+                let baseline = self.committed_now();
+                let at_s = self.now_s();
+                brokers::kill(&b, *signal == BrokerSignal::Term)?;
+                self.progress.event(&format!(
+                    "broker {node} (pid {}) {}",
+                    b.pid,
+                    if *signal == BrokerSignal::Term {
+                        "stopped (SIGTERM)"
+                    } else {
+                        "killed (SIGKILL)"
+                    }
+                ));
+                let run = self.record(
+                    fault,
+                    at_s,
+                    Measure::Advance {
+                        partitions: (0..n as i32).collect(),
+                        baseline,
+                    },
+                    vec![format!("node {node}")],
+                );
+                let delay = restart_after
+                    .map(|d| d.std())
+                    .unwrap_or(Duration::from_secs(5));
+                self.schedule(
+                    Instant::now() + delay,
+                    Action::BrokerStart {
+                        fault: run,
+                        broker: b,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+}

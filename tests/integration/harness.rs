@@ -13,7 +13,6 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -316,17 +315,9 @@ pub fn read_to_end(bootstrap: &str, topic: &str) -> Vec<OwnedMessage> {
     }
 }
 
-/// The hourly result a sink record carries.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hourly {
-    pub count: u64,
-    pub avg: f64,
-    pub min: f64,
-    pub max: f64,
-}
-
-/// (meter, hour start) -> every result emitted for it, in order.
-pub type Outputs = BTreeMap<(String, i64), Vec<Hourly>>;
+/// The hourly result a sink record carries, and (meter, hour start) -> every result emitted for
+/// it, in order: the drill's types, so both compare results alike.
+pub use weir_drill::oracle::{Emitted as Outputs, Hourly};
 
 pub fn parse_outputs(msgs: &[OwnedMessage]) -> Outputs {
     let mut out = Outputs::new();
@@ -352,33 +343,9 @@ pub fn parse_outputs(msgs: &[OwnedMessage]) -> Outputs {
     out
 }
 
-/// The right answer, computed here from the readings alone (no weir code involved).
-pub fn oracle(readings: &[Reading]) -> BTreeMap<(String, i64), Hourly> {
-    let mut acc: BTreeMap<(String, i64), (u64, f64, f64, f64)> = BTreeMap::new();
-    for r in readings {
-        let hour = r.ts_ms - r.ts_ms.rem_euclid(3_600_000);
-        let e = acc
-            .entry((r.meter_id.clone(), hour))
-            .or_insert((0, 0.0, f64::MAX, f64::MIN));
-        e.0 += 1;
-        e.1 += r.kwh;
-        e.2 = e.2.min(r.kwh);
-        e.3 = e.3.max(r.kwh);
-    }
-    acc.into_iter()
-        .map(|(k, (n, sum, min, max))| {
-            (
-                k,
-                Hourly {
-                    count: n,
-                    avg: sum / n as f64,
-                    min,
-                    max,
-                },
-            )
-        })
-        .collect()
-}
+/// The right answer, computed from the readings alone (no weir code involved): the drill's oracle,
+/// over every reading.
+pub use weir_drill::oracle::hourly as oracle;
 
 /// Differences between the emitted results and the oracle, as readable lines. Every emission of a
 /// window is compared, not only the last: these jobs emit on close, so a window emitted twice
@@ -395,11 +362,7 @@ pub fn compare_emissions(
             problems.push(format!("missing {k:?}"));
         }
         for (i, got) in emitted.iter().enumerate() {
-            if got.count != want.count
-                || (got.avg - want.avg).abs() > 1e-9
-                || got.min != want.min
-                || got.max != want.max
-            {
+            if !got.same_as(want) {
                 problems.push(format!(
                     "wrong {k:?} (emission {} of {}): got {got:?}, want {want:?}",
                     i + 1,
@@ -416,57 +379,15 @@ pub fn compare_emissions(
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    weir_drill::probe::free_port().expect("a free port")
 }
 
-/// GET `path` from `addr`; returns (status, body), or None when nothing answers.
+/// GET `path` from `addr`; returns (status, body), or None when nothing answers within seconds.
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
+    weir_drill::probe::http_get(addr, path, weir_drill::probe::Patience::PATIENT)
 }
 
-/// Sum of a metric's samples over all its label sets, from a `/metrics` body.
-pub fn metric_sum(body: &str, name: &str) -> f64 {
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Per-partition values of a metric from a `/metrics` body.
-pub fn metric_by_partition(body: &str, name: &str) -> BTreeMap<i32, f64> {
-    body.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| {
-            let p = l
-                .split("partition=\"")
-                .nth(1)?
-                .split('"')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((p, l.rsplit(' ').next()?.parse().ok()?))
-        })
-        .collect()
-}
+pub use weir_drill::probe::{metric_by_partition, metric_sum};
 
 /// A `weir run` process.
 pub struct Worker {

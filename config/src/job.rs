@@ -234,6 +234,10 @@ pub struct WindowOp {
     pub emit: EmitMode,
     /// Wall-clock silence after which a task closes all its open windows (silent meters).
     pub close_idle_after: Option<Duration>,
+    /// The format the window's results are written in: the sink's (`sink.format`), filled in by
+    /// [`Job::plan`]; not a key of job files.
+    #[serde(skip)]
+    pub result_format: Format,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Hash)]
@@ -465,7 +469,12 @@ impl Job {
         let mut window = None;
         for op in &self.pipeline {
             match op.get_ref() {
-                Operator::Window(w) => window = Some(w.clone()),
+                Operator::Window(w) => {
+                    window = Some(WindowOp {
+                        result_format: self.sink.format,
+                        ..w.clone()
+                    })
+                }
                 Operator::Aggregate(a) => {
                     if let Some(w) = window.take() {
                         plan.window = Some((w, a.clone()));
@@ -475,6 +484,53 @@ impl Job {
             }
         }
         plan
+    }
+}
+
+impl Job {
+    /// The fields of a stateless job's records as they leave it, in order, when the job fixes
+    /// them: a CSV source's columns, or a `select`, and what renames, derivations and stamps
+    /// after it make of them. `None`: the fields are the input's, whatever each record holds.
+    pub fn forwarded_fields(&self) -> Option<Vec<String>> {
+        let mut fields = (self.source.format == Format::Csv).then(|| self.source.columns.clone());
+        let add = |fields: &mut Option<Vec<String>>, name: &String| {
+            if let Some(f) = fields.as_mut().filter(|f| !f.contains(name)) {
+                f.push(name.clone());
+            }
+        };
+        for step in self.plan().steps {
+            match step {
+                Operator::Map(m) => {
+                    for (from, to) in m.rename.iter().filter(|(from, to)| from != to) {
+                        // The renamed field takes the old one's place; one already named `to`
+                        // is replaced.
+                        if let Some(f) = fields.as_mut().filter(|f| f.contains(from)) {
+                            f.retain(|n| n != to);
+                            if let Some(at) = f.iter().position(|n| n == from) {
+                                f[at] = to.clone();
+                            }
+                        }
+                    }
+                    for name in m.derive.keys() {
+                        add(&mut fields, name);
+                    }
+                    if let Some(keep) = m.select {
+                        fields = Some(keep);
+                    }
+                }
+                Operator::Select(keep) => fields = Some(keep),
+                Operator::Stamp(s) => {
+                    for name in s.fields.keys() {
+                        add(&mut fields, name);
+                    }
+                }
+                Operator::Filter(_)
+                | Operator::KeyBy(_)
+                | Operator::Window(_)
+                | Operator::Aggregate(_) => {}
+            }
+        }
+        fields
     }
 }
 

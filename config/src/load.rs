@@ -438,6 +438,12 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
             "kafka sinks need `topic`".into(),
         );
     }
+    if job.sink.format == Format::Csv && stores == 0 && job.forwarded_fields().is_none() {
+        report(
+            locate(text, "sink", "format"),
+            "a csv sink writes the same columns for every record, and this job forwards JSON records with the fields each one has: end the pipeline with a `select` naming the columns, in order".into(),
+        );
+    }
     let p = &job.processing;
     if p.commit_interval.as_millis() == 0 {
         report(
@@ -787,6 +793,34 @@ topic = "o"
         assert_eq!(props, ["sasl.password", "security.protocol"]);
         assert_eq!(job.kafka.properties["sasl.password"], NASTY);
         assert_eq!(job.source.topics, [NASTY, "plain"]);
+    }
+
+    #[test]
+    fn a_csv_sink_needs_fixed_columns() {
+        let forward = |source: &str, pipeline: &str| {
+            format!("name = \"j\"\n[source]\ntopics = [\"t\"]\n{source}{pipeline}[sink]\ntopic = \"o\"\nformat = \"csv\"\n")
+        };
+        let stamp = "[[pipeline]]\nstamp = { fields = { at = \"{offset}\" } }\n";
+        // JSON records have whatever fields they have.
+        assert_eq!(
+            errors_of(&forward("", stamp), &no_env),
+            ["j.toml:8:1: a csv sink writes the same columns for every record, and this job forwards JSON records with the fields each one has: end the pipeline with a `select` naming the columns, in order"]
+        );
+        // A select fixes them, and so do a CSV source's columns.
+        let select = "[[pipeline]]\nselect = [\"a\", \"b\"]\n";
+        let job = parse_job("j.toml", &forward("", &format!("{select}{stamp}")), &no_env).unwrap();
+        assert_eq!(job.forwarded_fields().unwrap(), ["a", "b", "at"]);
+        let csv = "format = \"csv\"\ncolumns = [\"m\", \"kwh\"]\n";
+        let renamed = "[[pipeline]]\nmap = { rename = { m = \"meter\" }, derive = { wh = \"kwh * 1000\" } }\n";
+        let job = parse_job("j.toml", &forward(csv, renamed), &no_env).unwrap();
+        assert_eq!(job.forwarded_fields().unwrap(), ["meter", "kwh", "wh"]);
+        // A windowed job's results have fixed columns; the plan carries the sink's format.
+        let windowed = GOOD.replace(
+            "topic = \"meter-hourly\"",
+            "topic = \"meter-hourly\"\nformat = \"csv\"",
+        );
+        let job = parse_job("job.toml", &windowed, &no_env).unwrap();
+        assert_eq!(job.plan().window.unwrap().0.result_format, Format::Csv);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use weir_config::{parse_job, AggregateFn, EmitMode};
-use weir_operators::{Decoder, StoreAccess, WindowedAggregate, Windowing};
+use weir_operators::{Decoder, StatefulOperator, StoreAccess, WindowedAggregate, Windowing};
 use weir_state::{Entries, StoreError};
 
 /// An empty store: every window is new, as in the first pass over fresh keys.

@@ -1,6 +1,7 @@
 //! The aggregate kept per key and window: count, sum, min and max, from which every supported
 //! function (avg, sum, count, min, max) is derived. Stored with bincode as an absolute value.
 
+use crate::formats::{Encode, Value};
 use crate::time::format_rfc3339_ms;
 use serde::{Deserialize, Serialize};
 use weir_config::AggregateFn;
@@ -56,7 +57,37 @@ impl Agg {
         bincode::deserialize(bytes).ok()
     }
 
-    /// The output record: `{"<key_name>": key, "window_start": .., "window_end": .., "<fn>": ..}`.
+    /// The output record of the window `[start, end]`, in `encoder`'s format: the key (named
+    /// `key_name`), `window_start`, `window_end` (RFC 3339), `window_start_ms`, `window_end_ms`,
+    /// then a value per function, in that order.
+    pub fn encode_result(
+        &self,
+        encoder: &dyn Encode,
+        key: (&str, &str),
+        (start, end): (i64, i64),
+        functions: &[AggregateFn],
+        out: &mut Vec<u8>,
+    ) {
+        let (start_text, end_text) = (format_rfc3339_ms(start), format_rfc3339_ms(end));
+        let mut row: Vec<(&str, Value)> = Vec::with_capacity(5 + functions.len());
+        row.extend([
+            (key.0, Value::Str(key.1)),
+            ("window_start", Value::Str(&start_text)),
+            ("window_end", Value::Str(&end_text)),
+            ("window_start_ms", Value::Int(start)),
+            ("window_end_ms", Value::Int(end)),
+        ]);
+        for &f in functions {
+            let v = match f {
+                AggregateFn::Count => Value::Int(i64::try_from(self.count).unwrap_or(i64::MAX)),
+                _ => Value::Float(self.value(f)),
+            };
+            row.push((f.name(), v));
+        }
+        encoder.encode(&row, out);
+    }
+
+    /// The output record as JSON (see [`Agg::encode_result`]).
     pub fn to_json(
         &self,
         key_name: &str,
@@ -65,24 +96,10 @@ impl Agg {
         end: i64,
         functions: &[AggregateFn],
     ) -> Vec<u8> {
-        let mut m = serde_json::Map::new();
-        m.insert(key_name.to_string(), key.into());
-        m.insert("window_start".into(), format_rfc3339_ms(start).into());
-        m.insert("window_end".into(), format_rfc3339_ms(end).into());
-        m.insert("window_start_ms".into(), start.into());
-        m.insert("window_end_ms".into(), end.into());
-        for &f in functions {
-            let v = self.value(f);
-            m.insert(
-                f.name().into(),
-                if f == AggregateFn::Count {
-                    (self.count).into()
-                } else {
-                    v.into()
-                },
-            );
-        }
-        serde_json::to_vec(&m).expect("a JSON map serialises")
+        let mut out = Vec::new();
+        let json = crate::formats::json();
+        self.encode_result(&*json, (key_name, key), (start, end), functions, &mut out);
+        out
     }
 }
 

@@ -5,7 +5,7 @@
 //! until the commit), and nothing below the limit can open again.
 
 use crate::window::start_prefix;
-use crate::windowed::StoreAccess;
+use crate::StoreAccess;
 use weir_state::{Entries, StoreError};
 
 /// Entries closed per commit cycle: their results and tombstones wait in memory for the commit
@@ -14,14 +14,14 @@ pub const CLOSE_BATCH: usize = 20_000;
 
 /// The closing pass of one operator: how much this cycle closed, and where the pass goes on.
 #[derive(Debug)]
-pub(crate) struct Closing {
+pub struct Closing {
     closed_this_cycle: usize,
     batch: usize,
     cursor: Option<Vec<u8>>,
 }
 
 /// One batch: the stored entries in `[from, upto)` (the caller overlays its cache on that range).
-pub(crate) struct Batch {
+pub struct Batch {
     pub stored: Entries,
     pub from: Vec<u8>,
     pub upto: Vec<u8>,

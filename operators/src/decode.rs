@@ -1,11 +1,12 @@
-//! Decoding input records. Only the fields the job uses are extracted (key, event time, the numeric
-//! fields of filters and aggregates); the rest of a JSON object is skipped without allocating.
+//! Decoding input records, the part every format shares: the format ([`Decode`], see
+//! `formats/`) extracts the job's fields from the payload; the key and event time come from the
+//! Kafka record where the job names no field for them; event time must be plausible (within
+//! `source.max_event_time_skew` of processing time) and the numeric fields present and finite.
 
-use crate::excerpt::{excerpt, quoted, MESSAGE_MAX_CHARS};
-use crate::time::parse_rfc3339_ms;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use crate::formats::{self, Decode, FieldNames, RawRecord, SchemaResolver};
 use std::fmt;
-use weir_config::{Format, SourceConfig, TimestampFormat};
+use std::sync::Arc;
+use weir_config::SourceConfig;
 
 /// A decoded record: the key, event time in ms, and the numeric fields asked for, in the order they
 /// were given to [`Decoder::new`].
@@ -28,17 +29,9 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-#[derive(Debug, Clone)]
 pub struct Decoder {
-    format: Format,
-    key_field: Option<String>,
-    ts_field: Option<String>,
-    ts_format: TimestampFormat,
-    value_fields: Vec<String>,
-    /// CSV: column index of key, timestamp and each value field.
-    csv_key: Option<usize>,
-    csv_ts: Option<usize>,
-    csv_values: Vec<usize>,
+    names: FieldNames,
+    format: Box<dyn Decode>,
     /// The plausible event times: `[now - max_past_ms, now + max_future_ms]`.
     max_past_ms: i64,
     max_future_ms: i64,
@@ -46,39 +39,32 @@ pub struct Decoder {
     now_ms: i64,
 }
 
+impl fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decoder")
+            .field("names", &self.names)
+            .field("max_past_ms", &self.max_past_ms)
+            .field("max_future_ms", &self.max_future_ms)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Decoder {
     /// `value_fields`: the numeric fields to extract, in the order [`Record::values`] holds them.
     pub fn new(source: &SourceConfig, value_fields: Vec<String>) -> Result<Decoder, String> {
-        let col = |name: &str| -> Result<usize, String> {
-            source
-                .columns
-                .iter()
-                .position(|c| c == name)
-                .ok_or_else(|| {
-                    format!(
-                        "field {name:?} is not one of the csv columns {:?}",
-                        source.columns
-                    )
-                })
-        };
-        let (mut csv_key, mut csv_ts, mut csv_values) = (None, None, Vec::new());
-        if source.format == Format::Csv {
-            csv_key = source.key_field.as_deref().map(col).transpose()?;
-            csv_ts = source.timestamp_field.as_deref().map(col).transpose()?;
-            csv_values = value_fields
-                .iter()
-                .map(|f| col(f))
-                .collect::<Result<_, _>>()?;
-        }
+        Decoder::with_schemas(source, value_fields, &formats::no_schemas())
+    }
+
+    /// A decoder whose format may look writer schemas up (a schema registry).
+    pub fn with_schemas(
+        source: &SourceConfig,
+        value_fields: Vec<String>,
+        schemas: &Arc<dyn SchemaResolver>,
+    ) -> Result<Decoder, String> {
+        let names = FieldNames::of(source, value_fields);
         Ok(Decoder {
-            format: source.format,
-            key_field: source.key_field.clone(),
-            ts_field: source.timestamp_field.clone(),
-            ts_format: source.timestamp_format,
-            value_fields,
-            csv_key,
-            csv_ts,
-            csv_values,
+            format: formats::decoder(source, &names, schemas)?,
+            names,
             max_past_ms: source.max_event_time_skew.past.as_millis() as i64,
             max_future_ms: source.max_event_time_skew.future.as_millis() as i64,
             now_ms: crate::time::wall_clock_ms(),
@@ -120,30 +106,14 @@ impl Decoder {
         kafka_key: Option<&[u8]>,
         kafka_ts: Option<i64>,
     ) -> Result<Record, DecodeError> {
-        let mut ex = Extracted {
-            key: None,
-            ts: None,
-            values: vec![None; self.value_fields.len()],
+        let mut ex = self.names.empty();
+        let record = RawRecord {
+            payload,
+            key: kafka_key,
+            timestamp: kafka_ts,
         };
-        match self.format {
-            Format::Json => {
-                let mut de = serde_json::Deserializer::from_slice(payload);
-                ExtractSeed {
-                    decoder: self,
-                    out: &mut ex,
-                }
-                .deserialize(&mut de)
-                .and_then(|_| de.end())
-                .map_err(|e| {
-                    DecodeError(format!(
-                        "invalid JSON: {}",
-                        excerpt(&e.to_string(), MESSAGE_MAX_CHARS)
-                    ))
-                })?;
-            }
-            Format::Csv => self.decode_csv(payload, &mut ex)?,
-        }
-        let key = match (&self.key_field, ex.key) {
+        self.format.decode(record, &mut ex)?;
+        let key = match (&self.names.key, ex.key) {
             (Some(_), Some(k)) => k,
             (Some(f), None) => return Err(DecodeError(format!("missing key field {f:?}"))),
             (None, _) => match kafka_key {
@@ -156,7 +126,7 @@ impl Decoder {
                 }
             },
         };
-        let ts_ms = match (&self.ts_field, ex.ts) {
+        let ts_ms = match (&self.names.timestamp, ex.ts_ms) {
             (Some(_), Some(t)) => t,
             (Some(f), None) => return Err(DecodeError(format!("missing timestamp field {f:?}"))),
             (None, _) => {
@@ -167,239 +137,21 @@ impl Decoder {
         let values = ex
             .values
             .into_iter()
-            .zip(&self.value_fields)
-            .map(|(v, name)| {
-                v.ok_or_else(|| DecodeError(format!("missing numeric field {name:?}")))
+            .zip(&self.names.values)
+            .map(|(v, name)| match v {
+                Some(v) if v.is_finite() => Ok(v),
+                Some(_) => Err(DecodeError(format!("field {name:?} is not finite"))),
+                None => Err(DecodeError(format!("missing numeric field {name:?}"))),
             })
             .collect::<Result<Vec<f64>, _>>()?;
         Ok(Record { key, ts_ms, values })
-    }
-
-    fn decode_csv(&self, payload: &[u8], ex: &mut Extracted) -> Result<(), DecodeError> {
-        let line = std::str::from_utf8(payload)
-            .map_err(|_| DecodeError("CSV record is not UTF-8".into()))?;
-        let cols: Vec<&str> = line
-            .trim_end_matches(['\r', '\n'])
-            .split(',')
-            .map(str::trim)
-            .collect();
-        let get = |i: usize| {
-            cols.get(i).copied().ok_or_else(|| {
-                DecodeError(format!(
-                    "CSV record has {} columns, expected at least {}",
-                    cols.len(),
-                    i + 1
-                ))
-            })
-        };
-        if let Some(i) = self.csv_key {
-            ex.key = Some(get(i)?.to_string());
-        }
-        if let Some(i) = self.csv_ts {
-            ex.ts = Some(self.parse_ts_str(get(i)?)?);
-        }
-        for (slot, &i) in ex.values.iter_mut().zip(&self.csv_values) {
-            let text = get(i)?;
-            *slot = Some(text.parse::<f64>().map_err(|_| {
-                DecodeError(format!("column {i} is not a number: {}", quoted(text)))
-            })?);
-        }
-        Ok(())
-    }
-
-    fn ts_from_number(&self, n: f64) -> Result<i64, DecodeError> {
-        if !n.is_finite() {
-            return Err(DecodeError("timestamp is not a finite number".into()));
-        }
-        match self.ts_format {
-            TimestampFormat::UnixMs => Ok(n as i64),
-            TimestampFormat::UnixS => Ok((n * 1000.0).round() as i64),
-            TimestampFormat::Rfc3339 => Err(DecodeError(format!(
-                "timestamp {n} is a number, expected an RFC 3339 string"
-            ))),
-        }
-    }
-
-    fn parse_ts_str(&self, s: &str) -> Result<i64, DecodeError> {
-        match self.ts_format {
-            TimestampFormat::Rfc3339 => parse_rfc3339_ms(s)
-                .ok_or_else(|| DecodeError(format!("timestamp {} is not RFC 3339", quoted(s)))),
-            _ => s
-                .parse::<f64>()
-                .map_err(|_| DecodeError(format!("timestamp {} is not a number", quoted(s))))
-                .and_then(|n| self.ts_from_number(n)),
-        }
-    }
-}
-
-struct Extracted {
-    key: Option<String>,
-    ts: Option<i64>,
-    values: Vec<Option<f64>>,
-}
-
-struct ExtractSeed<'a> {
-    decoder: &'a Decoder,
-    out: &'a mut Extracted,
-}
-
-enum Field {
-    Key,
-    Ts,
-    Value(usize),
-    Other,
-}
-
-struct FieldSeed<'a>(&'a Decoder);
-
-impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
-    type Value = Field;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Field, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl Visitor<'_> for FieldSeed<'_> {
-    type Value = Field;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a field name")
-    }
-    fn visit_str<E: de::Error>(self, name: &str) -> Result<Field, E> {
-        let d = self.0;
-        Ok(if d.key_field.as_deref() == Some(name) {
-            Field::Key
-        } else if d.ts_field.as_deref() == Some(name) {
-            Field::Ts
-        } else if let Some(i) = d.value_fields.iter().position(|f| f == name) {
-            Field::Value(i)
-        } else {
-            Field::Other
-        })
-    }
-}
-
-/// A JSON scalar as the decoder needs it.
-enum Scalar {
-    Num(f64),
-    Int(i64),
-    Str(String),
-    Null,
-    Bool,
-}
-
-struct ScalarVisitor;
-
-impl<'de> Visitor<'de> for ScalarVisitor {
-    type Value = Scalar;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string or a number")
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
-        Ok(Scalar::Int(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
-        i64::try_from(v)
-            .map(Scalar::Int)
-            .map_err(|_| E::custom("integer out of range"))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
-        Ok(Scalar::Num(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
-        Ok(Scalar::Str(v.to_string()))
-    }
-    fn visit_unit<E>(self) -> Result<Scalar, E> {
-        Ok(Scalar::Null)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Scalar, E> {
-        Ok(Scalar::Bool)
-    }
-}
-
-struct ScalarSeed;
-
-impl<'de> DeserializeSeed<'de> for ScalarSeed {
-    type Value = Scalar;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
-        d.deserialize_any(ScalarVisitor)
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for ExtractSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ExtractSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(field) = map.next_key_seed(FieldSeed(self.decoder))? {
-            match field {
-                Field::Other => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Field::Key => {
-                    self.out.key = match map.next_value_seed(ScalarSeed)? {
-                        Scalar::Str(s) => Some(s),
-                        Scalar::Int(i) => Some(i.to_string()),
-                        _ => {
-                            return Err(de::Error::custom(
-                                "the key field must be a string or an integer",
-                            ))
-                        }
-                    }
-                }
-                Field::Ts => {
-                    let ts = match map.next_value_seed(ScalarSeed)? {
-                        Scalar::Int(i) => self.decoder.ts_from_number(i as f64),
-                        Scalar::Num(n) => self.decoder.ts_from_number(n),
-                        Scalar::Str(s) => self.decoder.parse_ts_str(&s),
-                        _ => Err(DecodeError(
-                            "the timestamp field must be a number or a string".into(),
-                        )),
-                    };
-                    self.out.ts = Some(ts.map_err(|e| de::Error::custom(e.0))?);
-                }
-                Field::Value(i) => {
-                    let v = match map.next_value_seed(ScalarSeed)? {
-                        Scalar::Int(n) => n as f64,
-                        Scalar::Num(n) => n,
-                        Scalar::Str(s) => s.parse::<f64>().map_err(|_| {
-                            de::Error::custom(format!(
-                                "field {:?} is not a number: {}",
-                                self.decoder.value_fields[i],
-                                quoted(&s)
-                            ))
-                        })?,
-                        Scalar::Null | Scalar::Bool => {
-                            return Err(de::Error::custom(format!(
-                                "field {:?} must be a number",
-                                self.decoder.value_fields[i]
-                            )))
-                        }
-                    };
-                    if !v.is_finite() {
-                        return Err(de::Error::custom(format!(
-                            "field {:?} is not finite",
-                            self.decoder.value_fields[i]
-                        )));
-                    }
-                    self.out.values[i] = Some(v);
-                }
-            }
-        }
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weir_config::{Format, TimestampFormat};
 
     fn source(format: Format, ts_format: TimestampFormat) -> SourceConfig {
         SourceConfig {

@@ -1,24 +1,46 @@
 //! weir operators: what happens to a record between the source and the sink.
 //!
 //! # Layout
-//! - `decode.rs`: JSON / CSV bytes to a [`Record`] holding only the fields the job uses;
+//! - `formats/`: record formats ([`formats::Decode`], [`formats::Encode`]), JSON and CSV, a file
+//!   each, and the registration of a source's or a sink's format;
+//! - `decode.rs`: a record's bytes to a [`Record`] holding only the fields the job uses: the
+//!   source's format, then what every format shares (Kafka key and timestamp, event-time skew);
 //! - `excerpt.rs`: bounded quotes of record contents in errors (logs, dead letters, `/readyz`);
 //! - `time.rs`: event-time parsing and RFC 3339 formatting;
-//! - `program.rs`: the per-record steps (filter, map, select, stamp, key_by), compiled to slots for
-//!   stateful jobs or applied to JSON objects for stateless ones;
+//! - `program.rs`: the per-record steps (filter, map, select, key_by) of stateful jobs, compiled to
+//!   slots;
+//! - `forward.rs`: the steps of stateless jobs (also stamp), applied to each record's object,
+//!   which the sink's format writes;
+//! - `stateful.rs`: [`StatefulOperator`], the lifecycle hooks the engine drives a stateful
+//!   operator through (process, tick, prepare commit, post commit, abort);
+//! - `store.rs`: [`StoreAccess`], what an operator reads of its task's store;
+//! - `operator.rs`: [`WindowOperator`], the one discipline of windows and sessions, over:
+//!   - `cache.rs`: the bounded cache in front of the store, with dirty tracking for the commit;
+//!   - `clock.rs`: stream time (persisted), span and grace: what is closed and what is late;
+//!   - `closing.rs`: bounded closing (a batch per commit cycle, from a cursor);
+//!   - `results.rs`: the result records ([`Emit`]), in the sink's format;
+//! - `windowed.rs`: time windows (tumbling, hopping): window assignment and the aggregate per
+//!   key and window;
+//! - `session.rs`: session windows (gap-separated, merging);
 //! - `window.rs`: window assignment and the store's key layout;
 //! - `aggregate.rs`: the aggregate value (count, sum, min, max) and its output record;
-//! - `windowed.rs`: the windowed aggregation operator: a bounded cache in front of the task's store,
-//!   stream time, grace, late records, on_close / on_update emission, expiry;
-//! - `closing.rs`: bounded closing (a batch per commit cycle, from a cursor), for both operators;
-//! - `session.rs`: session windows (gap-separated, merging), same cache and commit discipline.
+//! - `entries.rs`: the state entries, checked as a restore reads them back.
 
 mod aggregate;
+mod cache;
+mod clock;
 mod closing;
 mod decode;
+mod entries;
 pub mod excerpt;
+pub mod formats;
+mod forward;
+mod operator;
 mod program;
+mod results;
 mod session;
+mod stateful;
+mod store;
 pub mod time;
 mod window;
 mod windowed;
@@ -26,197 +48,80 @@ mod windowed;
 pub use aggregate::Agg;
 pub use closing::CLOSE_BATCH;
 pub use decode::{DecodeError, Decoder, Record};
-pub use program::{Forward, Forwarded, Program};
+pub use entries::check_state_entry;
+pub use forward::{Forward, Forwarded};
+pub use operator::WindowOperator;
+pub use program::Program;
+pub use results::Emit;
 pub use session::SessionAggregate;
+pub use stateful::StatefulOperator;
+/// The name the engine knew the stateful operator trait by.
+pub use stateful::StatefulOperator as WindowAggregate;
+pub use store::StoreAccess;
 pub use window::{WindowKey, Windowing, META_REPARTITION_SEEN_PREFIX};
-pub use windowed::{Emit, StoreAccess, WindowedAggregate};
+pub use windowed::WindowedAggregate;
 
-/// Checks that one state entry (as a changelog record carries it) decodes for a store of this kind
-/// of window: a restore applies nothing it could not read back.
-pub fn check_state_entry(
-    kind: weir_config::WindowKind,
-    key: &[u8],
-    value: &[u8],
-) -> Result<(), weir_state::StoreError> {
-    let bad = |what: &str| Err(windowed::undecodable(what, key, value));
-    if key == window::META_STREAM_TIME {
-        return if value.len() == 8 {
-            Ok(())
-        } else {
-            bad("the stream time entry")
-        };
-    }
-    if let Some(p) = key.strip_prefix(META_REPARTITION_SEEN_PREFIX) {
-        return if p.len() == 4 && value.len() == 8 {
-            Ok(())
-        } else {
-            bad("a repartition de-duplication entry")
-        };
-    }
-    let session = kind == weir_config::WindowKind::Session;
-    match key.first() {
-        Some(0x01) if WindowKey::decode(key).is_none() => bad("a window key"),
-        Some(0x01) if session => {
-            if value.is_empty() {
-                Ok(())
-            } else {
-                bad("a session end index entry")
-            }
-        }
-        Some(0x01) => match Agg::decode(value) {
-            Some(_) => Ok(()),
-            None => bad("a window aggregate"),
-        },
-        Some(0x03) if session => session::check_sessions(key, value),
-        _ => bad("an entry of no known kind"),
-    }
-}
-
-/// A windowed aggregation as the engine drives it: time windows or sessions.
-pub trait WindowAggregate: Send {
-    /// Adds one record; false when it was late (dropped). Results due now go to `out`.
-    fn process(
-        &mut self,
-        store: &dyn StoreAccess,
-        key: &str,
-        ts: i64,
-        value: f64,
-        out: &mut Vec<Emit>,
-    ) -> Result<bool, weir_state::StoreError>;
-    /// Wall-clock idle close: every open window closes now.
-    fn close_all(
-        &mut self,
-        store: &dyn StoreAccess,
-        out: &mut Vec<Emit>,
-    ) -> Result<(), weir_state::StoreError>;
-    /// True while windows that have closed wait for the next commit cycle to be emitted (a cycle
-    /// closes a bounded number, so that memory stays bounded when millions close at once).
-    fn close_pending(&self) -> bool;
-    /// Closes the next batch of pending windows (after a commit).
-    fn close_due(
-        &mut self,
-        store: &dyn StoreAccess,
-        out: &mut Vec<Emit>,
-    ) -> Result<(), weir_state::StoreError>;
-    /// The commit's writes (changelog and store), each changed entry once; on_update results.
-    fn take_dirty(&mut self, out: &mut Vec<Emit>) -> Vec<weir_state::WriteOp>;
-    /// Forgets every change not yet committed.
-    fn discard_uncommitted(
-        &mut self,
-        store: &dyn StoreAccess,
-    ) -> Result<(), weir_state::StoreError>;
-    fn late_records(&self) -> u64;
-}
-
-macro_rules! delegate_window_aggregate {
-    ($t:ty) => {
-        impl WindowAggregate for $t {
-            fn process(
-                &mut self,
-                store: &dyn StoreAccess,
-                key: &str,
-                ts: i64,
-                value: f64,
-                out: &mut Vec<Emit>,
-            ) -> Result<bool, weir_state::StoreError> {
-                <$t>::process(self, store, key, ts, value, out)
-            }
-            fn close_all(
-                &mut self,
-                store: &dyn StoreAccess,
-                out: &mut Vec<Emit>,
-            ) -> Result<(), weir_state::StoreError> {
-                <$t>::close_all(self, store, out)
-            }
-            fn close_pending(&self) -> bool {
-                <$t>::close_pending(self)
-            }
-            fn close_due(
-                &mut self,
-                store: &dyn StoreAccess,
-                out: &mut Vec<Emit>,
-            ) -> Result<(), weir_state::StoreError> {
-                <$t>::close_due(self, store, out)
-            }
-            fn take_dirty(&mut self, out: &mut Vec<Emit>) -> Vec<weir_state::WriteOp> {
-                <$t>::take_dirty(self, out)
-            }
-            fn discard_uncommitted(
-                &mut self,
-                store: &dyn StoreAccess,
-            ) -> Result<(), weir_state::StoreError> {
-                <$t>::discard_uncommitted(self, store)
-            }
-            fn late_records(&self) -> u64 {
-                <$t>::late_records(self)
-            }
-        }
-    };
-}
-
-delegate_window_aggregate!(WindowedAggregate);
-delegate_window_aggregate!(SessionAggregate);
-
-/// Opens the job's window aggregation over a task's (restored) store.
+/// Opens the job's window aggregation over a task's (restored) store, its results in the format
+/// the job's plan gave the window (the sink's).
 pub fn open_window_aggregate(
     store: &dyn StoreAccess,
     window: &weir_config::WindowOp,
     functions: Vec<weir_config::AggregateFn>,
     key_name: String,
     cache_bytes: usize,
-) -> Result<Box<dyn WindowAggregate>, weir_state::StoreError> {
-    Ok(match window.kind {
-        weir_config::WindowKind::Session => Box::new(SessionAggregate::open(
-            store,
-            window.size_or_gap_ms(),
-            window.grace.as_millis() as i64,
-            window.emit,
-            functions,
-            key_name,
-            cache_bytes,
-        )?),
-        _ => Box::new(WindowedAggregate::open(
-            store,
-            Windowing::from_config(window),
-            window.emit,
-            functions,
-            key_name,
-            cache_bytes,
-        )?),
-    })
+) -> Result<Box<dyn StatefulOperator>, weir_state::StoreError> {
+    let results = ResultSpec {
+        functions,
+        key_name,
+        encoder: formats::encoder(window.result_format, &formats::no_schemas()),
+    };
+    open_window_aggregate_with(store, window, results, cache_bytes)
 }
 
-#[cfg(test)]
-mod state_entry_tests {
-    use super::*;
-    use weir_config::WindowKind;
+/// What an operator's results hold and the format they are written in.
+pub struct ResultSpec {
+    pub functions: Vec<weir_config::AggregateFn>,
+    /// The key's name in results.
+    pub key_name: String,
+    pub encoder: std::sync::Arc<dyn formats::Encode>,
+}
 
-    #[test]
-    fn every_kind_of_state_entry_is_checked() {
-        let agg = Agg::new(1.5).encode();
-        let wk = WindowKey::encode(3_600_000, "m1");
-        assert!(check_state_entry(WindowKind::Tumbling, &wk, &agg).is_ok());
-        assert!(check_state_entry(WindowKind::Tumbling, &wk, b"junk").is_err());
-        assert!(check_state_entry(
-            WindowKind::Tumbling,
-            b"\x00stream_time",
-            &7i64.to_be_bytes()
-        )
-        .is_ok());
-        assert!(check_state_entry(WindowKind::Hopping, b"\x00stream_time", b"123").is_err());
-        assert!(check_state_entry(WindowKind::Tumbling, b"\x09what", b"").is_err());
-        // Window keys whose record key is not UTF-8.
-        let mut bad_key = WindowKey::encode(0, "");
-        bad_key.push(0xff);
-        assert!(check_state_entry(WindowKind::Tumbling, &bad_key, &agg).is_err());
-        // Sessions: the end index is empty, the session list is bincode.
-        assert!(check_state_entry(WindowKind::Session, &wk, b"").is_ok());
-        assert!(check_state_entry(WindowKind::Session, &wk, &agg).is_err());
-        assert!(check_state_entry(WindowKind::Session, b"\x03m1", b"\xff\xff").is_err());
-        assert!(check_state_entry(WindowKind::Tumbling, b"\x03m1", b"").is_err());
-        let mut seen = META_REPARTITION_SEEN_PREFIX.to_vec();
-        seen.extend_from_slice(&2i32.to_be_bytes());
-        assert!(check_state_entry(WindowKind::Tumbling, &seen, &9i64.to_be_bytes()).is_ok());
-        assert!(check_state_entry(WindowKind::Tumbling, &seen, b"1").is_err());
-    }
+/// [`open_window_aggregate`], its results as `results` says (an encoder built by the caller,
+/// say with a schema registry).
+pub fn open_window_aggregate_with(
+    store: &dyn StoreAccess,
+    window: &weir_config::WindowOp,
+    results: ResultSpec,
+    cache_bytes: usize,
+) -> Result<Box<dyn StatefulOperator>, weir_state::StoreError> {
+    let ResultSpec {
+        functions,
+        key_name,
+        encoder,
+    } = results;
+    Ok(match window.kind {
+        weir_config::WindowKind::Session => Box::new(
+            SessionAggregate::open(
+                store,
+                window.size_or_gap_ms(),
+                window.grace.as_millis() as i64,
+                window.emit,
+                functions,
+                key_name,
+                cache_bytes,
+            )?
+            .with_encoder(encoder),
+        ),
+        _ => Box::new(
+            WindowedAggregate::open(
+                store,
+                Windowing::from_config(window),
+                window.emit,
+                functions,
+                key_name,
+                cache_bytes,
+            )?
+            .with_encoder(encoder),
+        ),
+    })
 }

@@ -4,16 +4,15 @@
 //! - [`Program`] (stateful jobs): field names are resolved to slots of a `Vec<f64>` when the job
 //!   starts, so the decoder extracts only the numeric input fields used and each record costs a
 //!   few array reads; renames and selects cost nothing at run time.
-//! - [`Forward`] (stateless jobs): records are JSON objects that leave the job transformed, so the
-//!   steps edit the object itself.
+//! - [`Forward`](crate::Forward) (stateless jobs, `forward.rs`): records are objects that leave
+//!   the job transformed, so the steps edit the object itself.
 
-use crate::time::format_rfc3339_ms;
 use crate::DecodeError;
 use std::collections::HashMap;
 use weir_config::{Comparison, Expr, Job, Operator};
 
 /// Evaluates a derivation; a missing field or a non-finite result (division by zero) is a bad record.
-fn derive<F>(
+pub(crate) fn derive<F>(
     name: &str,
     expr: &Expr<F>,
     get: &impl Fn(&F) -> Option<f64>,
@@ -149,124 +148,12 @@ impl Program {
     }
 }
 
-/// The steps of a stateless job, over the record's JSON object.
-#[derive(Debug, Clone)]
-pub struct Forward {
-    steps: Vec<Operator>,
-    /// Derivations parsed once, by step index and name.
-    exprs: HashMap<(usize, String), Expr>,
-}
-
-/// A forwarded record: its key (`None` = the input record's key) and JSON value.
-pub type Forwarded = (Option<String>, Vec<u8>);
-
-impl Forward {
-    pub fn compile(job: &Job) -> Forward {
-        let steps: Vec<Operator> = job.plan().steps;
-        let mut exprs = HashMap::new();
-        for (i, op) in steps.iter().enumerate() {
-            if let Operator::Map(m) = op {
-                for (name, text) in &m.derive {
-                    exprs.insert(
-                        (i, name.clone()),
-                        Expr::parse(text.get_ref()).expect("validated"),
-                    );
-                }
-            }
-        }
-        Forward { steps, exprs }
-    }
-
-    /// Applies every step; `Ok(None)`: a filter dropped the record.
-    pub fn apply(
-        &self,
-        payload: &[u8],
-        partition: i32,
-        offset: i64,
-        now_ms: i64,
-    ) -> Result<Option<Forwarded>, DecodeError> {
-        let mut object: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(payload).map_err(|e| {
-                DecodeError(format!(
-                    "invalid JSON object: {}",
-                    crate::excerpt::excerpt(&e.to_string(), crate::excerpt::MESSAGE_MAX_CHARS)
-                ))
-            })?;
-        let mut key = None;
-        for (i, step) in self.steps.iter().enumerate() {
-            match step {
-                Operator::Filter(f) => {
-                    let v = object
-                        .get(&f.field)
-                        .and_then(|v| v.as_f64())
-                        .ok_or_else(|| {
-                            DecodeError(format!("missing numeric field {:?}", f.field))
-                        })?;
-                    if !f.op.holds(v, f.value) {
-                        return Ok(None);
-                    }
-                }
-                Operator::Map(m) => {
-                    for (from, to) in &m.rename {
-                        if let Some(v) = object.remove(from) {
-                            object.insert(to.clone(), v);
-                        }
-                    }
-                    let mut derived = Vec::new();
-                    for name in m.derive.keys() {
-                        let e = &self.exprs[&(i, name.clone())];
-                        let v = derive(name, e, &|f: &String| {
-                            object.get(f).and_then(|v| v.as_f64())
-                        })?;
-                        derived.push((name.clone(), v));
-                    }
-                    for (name, v) in derived {
-                        object.insert(name, v.into());
-                    }
-                    if let Some(keep) = &m.select {
-                        object.retain(|k, _| keep.contains(k));
-                    }
-                }
-                Operator::Select(keep) => object.retain(|k, _| keep.contains(k)),
-                Operator::Stamp(s) => {
-                    for (name, template) in &s.fields {
-                        let value = match template.as_str() {
-                            "{partition}" => serde_json::Value::from(partition),
-                            "{offset}" => serde_json::Value::from(offset),
-                            "{processed_at}" => serde_json::Value::from(format_rfc3339_ms(now_ms)),
-                            literal => serde_json::Value::from(literal),
-                        };
-                        object.insert(name.clone(), value);
-                    }
-                }
-                Operator::KeyBy(k) => {
-                    let field = k.field.get_ref();
-                    key = Some(match object.get(field) {
-                        Some(serde_json::Value::String(s)) => s.clone(),
-                        Some(v @ serde_json::Value::Number(_)) => v.to_string(),
-                        _ => {
-                            return Err(DecodeError(format!(
-                                "key_by: field {field:?} is missing or not a string or number"
-                            )))
-                        }
-                    });
-                }
-                Operator::Window(_) | Operator::Aggregate(_) => {}
-            }
-        }
-        Ok(Some((
-            key,
-            serde_json::to_vec(&object).expect("a JSON map serialises"),
-        )))
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use weir_config::parse_job;
 
-    fn job(pipeline: &str) -> Job {
+    pub(crate) fn job(pipeline: &str) -> Job {
         let text = format!(
             "name = \"j\"\n[source]\ntopics = [\"in\"]\nkey_field = \"meter_id\"\ntimestamp_field = \"ts\"\n{pipeline}\n[sink]\ntopic = \"out\"\n"
         );
@@ -314,37 +201,5 @@ aggregate = { store = "s", field = "ratio", functions = ["avg"] }
         let err = p.run(&mut vec![1.0, 0.0]).unwrap_err();
         assert!(err.0.contains("derive ratio: the result is inf"), "{err}");
         assert_eq!(j.repartition_topic(), None, "no key_by: no repartition");
-    }
-
-    #[test]
-    fn forwarding_filters_maps_selects_stamps_and_rekeys_json_objects() {
-        let j = job(r#"
-[[pipeline]]
-filter = { field = "kwh", op = ">=", value = 0.0 }
-[[pipeline]]
-map = { rename = { meter_id = "meter" }, derive = { wh = "kwh * 1000" }, select = ["meter", "site", "wh"] }
-[[pipeline]]
-stamp = { fields = { at = "{offset}" } }
-[[pipeline]]
-key_by = { field = "site" }
-"#);
-        let f = Forward::compile(&j);
-        let (key, value) = f
-            .apply(
-                br#"{"meter_id":"m1","site":"north","kwh":0.25,"ts":5}"#,
-                0,
-                7,
-                0,
-            )
-            .unwrap()
-            .unwrap();
-        assert_eq!(key.as_deref(), Some("north"));
-        let v: serde_json::Value = serde_json::from_slice(&value).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"meter": "m1", "site": "north", "wh": 250.0, "at": 7})
-        );
-        assert!(f.apply(br#"{"kwh":-1}"#, 0, 0, 0).unwrap().is_none());
-        assert!(f.apply(br#"{"meter_id":"m"}"#, 0, 0, 0).is_err());
     }
 }

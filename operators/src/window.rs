@@ -1,10 +1,12 @@
 //! Window assignment and the layout of window state in a task's store.
 //!
 //! Store keys: `0x01 | window start (i64, sign bit flipped, big-endian) | record key`, so windows sort
-//! by start and every window that must close is a prefix range of the store. Meta entries (stream
-//! time) live under `0x00`.
+//! by start and every window that must close is a prefix range of the store (sessions index their
+//! ends the same way). Meta entries (stream time) live under `0x00`.
 
+use crate::StoreAccess;
 use weir_config::{WindowKind, WindowOp};
+use weir_state::StoreError;
 
 pub const META_STREAM_TIME: &[u8] = b"\x00stream_time";
 /// Second hop of a `key_by` job: per source partition (4 bytes, big-endian), the highest source
@@ -101,6 +103,25 @@ pub fn start_prefix(start: i64) -> [u8; 9] {
     p[0] = WINDOW_PREFIX;
     p[1..].copy_from_slice(&((start as u64) ^ (1 << 63)).to_be_bytes());
     p
+}
+
+/// The time (window start, or session end) of the first key of the time index at or after `from`.
+pub(crate) fn first_time_from(
+    store: &dyn StoreAccess,
+    from: &[u8],
+) -> Result<Option<i64>, StoreError> {
+    Ok(store
+        .first_key_from(from)?
+        .and_then(|k| WindowKey::decode(&k))
+        .map(|k| k.start))
+}
+
+/// The newest time of the time index (one key read).
+pub(crate) fn last_time(store: &dyn StoreAccess) -> Result<Option<i64>, StoreError> {
+    Ok(store
+        .last_key_before(&[WINDOW_PREFIX + 1])?
+        .and_then(|k| WindowKey::decode(&k))
+        .map(|k| k.start))
 }
 
 #[cfg(test)]

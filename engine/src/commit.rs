@@ -2,7 +2,7 @@
 //! dead letters) durable together with the input offsets. Everything before it (collecting dirty
 //! state) and after it (applying state, checkpoints) is the same for every guarantee.
 
-use crate::deliveries::Deliveries;
+use crate::collector::{Deliveries, RecordCollector};
 use crate::health::Health;
 use crate::worker::GroupConsumer;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -13,34 +13,56 @@ use rdkafka::util::Timeout;
 use rdkafka::TopicPartitionList;
 use std::time::Duration;
 
-/// Why a commit did not happen.
-pub(crate) enum CommitFailure {
+/// What a commit step did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Outputs, changelog and offsets are durable together.
+    Committed,
+    /// The group moved on (a rebalance, this member expelled): the offsets were not committed,
+    /// nothing of the cycle may reach the stores.
+    Rebalancing,
     /// Nothing of this cycle is visible: drop the uncommitted state and rewind to the committed
     /// offsets, then carry on.
-    Abortable(String),
-    /// The worker cannot go on (e.g. its producer was fenced by a newer instance).
+    Aborted(String),
+}
+
+/// Why the worker cannot go on with its commit steps.
+#[derive(Debug)]
+pub(crate) enum StepError {
+    /// The transactional producer can no longer be used; another instance may own its tasks.
+    Fenced(String),
     Fatal(anyhow::Error),
 }
 
-impl From<anyhow::Error> for CommitFailure {
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Fenced(why) => write!(f, "producer fenced: {why}"),
+            StepError::Fatal(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl std::error::Error for StepError {}
+
+impl From<anyhow::Error> for StepError {
     fn from(e: anyhow::Error) -> Self {
-        CommitFailure::Fatal(e)
+        StepError::Fatal(e)
     }
 }
 
 pub(crate) trait CommitStep {
     /// Called once before the first record is produced.
-    fn start(&mut self, producer: &BaseProducer<Deliveries>) -> anyhow::Result<()>;
-    /// Returns whether the offsets were committed (at-least-once may skip a commit during a rebalance).
+    fn start(&mut self, out: &RecordCollector) -> anyhow::Result<()>;
     fn commit(
         &mut self,
-        producer: &BaseProducer<Deliveries>,
+        out: &RecordCollector,
         consumer: &GroupConsumer,
         offsets: &TopicPartitionList,
         health: &Health,
-    ) -> Result<bool, CommitFailure>;
-    /// After an abortable failure: make the producer usable again.
-    fn recover(&mut self, producer: &BaseProducer<Deliveries>) -> anyhow::Result<()>;
+    ) -> Result<Outcome, StepError>;
+    /// After an aborted cycle: make the producer usable again.
+    fn recover(&mut self, out: &RecordCollector) -> Result<(), StepError>;
 }
 
 /// Flushes the producer, waiting (and reporting not-ready) while Kafka does not acknowledge.
@@ -94,25 +116,25 @@ pub(crate) fn coordinator_unavailable(code: RDKafkaErrorCode) -> bool {
 pub(crate) struct AtLeastOnce;
 
 impl CommitStep for AtLeastOnce {
-    fn start(&mut self, _: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
+    fn start(&mut self, _: &RecordCollector) -> anyhow::Result<()> {
         Ok(())
     }
 
     fn commit(
         &mut self,
-        producer: &BaseProducer<Deliveries>,
+        out: &RecordCollector,
         consumer: &GroupConsumer,
         offsets: &TopicPartitionList,
         health: &Health,
-    ) -> Result<bool, CommitFailure> {
-        flush(producer, health)?;
-        if let Some(failure) = producer.context().take_failure() {
-            return Err(CommitFailure::Fatal(anyhow::anyhow!(
+    ) -> Result<Outcome, StepError> {
+        flush(out.producer(), health)?;
+        if let Some(failure) = out.take_failure() {
+            return Err(StepError::Fatal(anyhow::anyhow!(
                 "{failure}; input offsets were not committed"
             )));
         }
         if offsets.count() == 0 {
-            return Ok(true);
+            return Ok(Outcome::Committed);
         }
         crate::failpoint::hit("before_offset_commit");
         let started = std::time::Instant::now();
@@ -123,7 +145,7 @@ impl CommitStep for AtLeastOnce {
                     if retried {
                         health.clear_fatal();
                     }
-                    return Ok(true);
+                    return Ok(Outcome::Committed);
                 }
                 // The group is rebalancing: the offsets are committed by the revoke that follows,
                 // or the records are processed again by the next owner (at-least-once).
@@ -133,7 +155,7 @@ impl CommitStep for AtLeastOnce {
                     | RDKafkaErrorCode::UnknownMemberId),
                 )) => {
                     tracing::warn!("offset commit skipped: {code}");
-                    return Ok(false);
+                    return Ok(Outcome::Rebalancing);
                 }
                 // The group coordinator is away (a broker restarts, leadership moves): the same
                 // offsets are committed once it is back. Giving up here would stop the worker.
@@ -146,16 +168,12 @@ impl CommitStep for AtLeastOnce {
                     retried = true;
                     std::thread::sleep(COORDINATOR_RETRY_PAUSE);
                 }
-                Err(e) => {
-                    return Err(CommitFailure::Fatal(anyhow::anyhow!(
-                        "committing offsets: {e}"
-                    )))
-                }
+                Err(e) => return Err(StepError::Fatal(anyhow::anyhow!("committing offsets: {e}"))),
             }
         }
     }
 
-    fn recover(&mut self, _: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
+    fn recover(&mut self, _: &RecordCollector) -> Result<(), StepError> {
         Ok(())
     }
 }
@@ -168,50 +186,38 @@ pub(crate) struct ExactlyOnce {
     pub transactional_id: String,
 }
 
+/// What went wrong in a transactional call.
+enum TxnError {
+    /// Abort the transaction: nothing of the cycle is visible.
+    Abortable(String),
+    Stop(StepError),
+}
+
 /// Sorts a transactional error into the commit's outcomes.
-fn classify(what: &str, e: KafkaError) -> CommitFailure {
+fn classify(what: &str, e: KafkaError) -> TxnError {
     match &e {
         KafkaError::Transaction(t) if t.txn_requires_abort() && !t.is_fatal() => {
-            CommitFailure::Abortable(format!("{what}: {e}"))
+            TxnError::Abortable(format!("transaction aborted: {what}: {e}"))
         }
         // Fatal for the producer (fenced by a newer instance, epoch invalid).
         KafkaError::Transaction(t) if t.is_fatal() => {
-            CommitFailure::Fatal(anyhow::Error::new(Fenced(format!("{what}: {e}"))))
+            TxnError::Stop(StepError::Fenced(format!("{what}: {e}")))
         }
-        _ => CommitFailure::Fatal(anyhow::anyhow!("{what}: {e}")),
+        _ => TxnError::Stop(StepError::Fatal(anyhow::anyhow!("{what}: {e}"))),
     }
 }
 
-/// A commit was aborted: nothing of its cycle is visible; the tasks must go back to their
-/// committed state and offsets.
-#[derive(Debug)]
-pub(crate) struct Aborted(pub String);
-
-impl std::fmt::Display for Aborted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "transaction aborted: {}", self.0)
+impl From<TxnError> for Result<Outcome, StepError> {
+    fn from(e: TxnError) -> Self {
+        match e {
+            TxnError::Abortable(why) => Ok(Outcome::Aborted(why)),
+            TxnError::Stop(e) => Err(e),
+        }
     }
 }
-
-impl std::error::Error for Aborted {}
-
-/// The transactional producer can no longer be used; another instance may own its tasks.
-#[derive(Debug)]
-pub(crate) struct Fenced(pub String);
-
-impl std::fmt::Display for Fenced {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "producer fenced: {}", self.0)
-    }
-}
-
-impl std::error::Error for Fenced {}
 
 /// Retries a transactional call while librdkafka says it is retriable.
-fn retrying(
-    what: &str,
-    mut call: impl FnMut() -> Result<(), KafkaError>,
-) -> Result<(), CommitFailure> {
+fn retrying(what: &str, mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), TxnError> {
     loop {
         match call() {
             Ok(()) => return Ok(()),
@@ -224,7 +230,8 @@ fn retrying(
 }
 
 impl CommitStep for ExactlyOnce {
-    fn start(&mut self, producer: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
+    fn start(&mut self, out: &RecordCollector) -> anyhow::Result<()> {
+        let producer = out.producer();
         // Fences any older instance with the same transactional id and aborts its open transaction.
         producer
             .init_transactions(Duration::from_secs(60))
@@ -247,41 +254,19 @@ impl CommitStep for ExactlyOnce {
 
     fn commit(
         &mut self,
-        producer: &BaseProducer<Deliveries>,
+        out: &RecordCollector,
         consumer: &GroupConsumer,
         offsets: &TopicPartitionList,
         health: &Health,
-    ) -> Result<bool, CommitFailure> {
-        crate::failpoint::hit("eos_before_send_offsets");
-        if offsets.count() > 0 {
-            let metadata = consumer.group_metadata().ok_or_else(|| {
-                CommitFailure::Fatal(anyhow::anyhow!("the consumer has no group metadata"))
-            })?;
-            retrying("sending offsets to the transaction", || {
-                producer.send_offsets_to_transaction(offsets, &metadata, Timeout::Never)
-            })?;
+    ) -> Result<Outcome, StepError> {
+        match self.transaction(out, consumer, offsets, health) {
+            Ok(()) => Ok(Outcome::Committed),
+            Err(e) => e.into(),
         }
-        crate::failpoint::hit("eos_before_commit");
-        health.set_fatal("committing a transaction".into());
-        let committed = retrying("committing the transaction", || {
-            producer.commit_transaction(Timeout::Never)
-        });
-        health.clear_fatal();
-        committed?;
-        if let Some(failure) = producer.context().take_failure() {
-            // Cannot happen after a successful commit; if it does, stop rather than guess.
-            return Err(CommitFailure::Fatal(anyhow::anyhow!(
-                "{failure} in a committed transaction"
-            )));
-        }
-        crate::failpoint::hit("eos_after_commit");
-        producer
-            .begin_transaction()
-            .map_err(|e| classify("beginning a transaction", e))?;
-        Ok(true)
     }
 
-    fn recover(&mut self, producer: &BaseProducer<Deliveries>) -> anyhow::Result<()> {
+    fn recover(&mut self, out: &RecordCollector) -> Result<(), StepError> {
+        let producer = out.producer();
         // Bounded: this may run inside a rebalance callback, and a member stuck there holds the
         // whole group's rebalance (seen when the coordinator had already aborted a zombie's
         // transaction). Failing here stops the worker; its restart cleans up.
@@ -295,10 +280,51 @@ impl CommitStep for ExactlyOnce {
         }
         producer
             .abort_transaction(Duration::from_secs(30))
-            .map_err(|e| anyhow::Error::new(Fenced(format!("aborting the transaction: {e}"))))?;
-        let _ = producer.context().take_failure();
+            .map_err(|e| StepError::Fenced(format!("aborting the transaction: {e}")))?;
+        let _ = out.take_failure();
         producer
             .begin_transaction()
-            .map_err(|e| anyhow::anyhow!("beginning a transaction: {e}"))
+            .map_err(|e| StepError::Fatal(anyhow::anyhow!("beginning a transaction: {e}")))
+    }
+}
+
+impl ExactlyOnce {
+    /// Offsets into the open transaction, commit it, begin the next.
+    fn transaction(
+        &mut self,
+        out: &RecordCollector,
+        consumer: &GroupConsumer,
+        offsets: &TopicPartitionList,
+        health: &Health,
+    ) -> Result<(), TxnError> {
+        let producer = out.producer();
+        crate::failpoint::hit("eos_before_send_offsets");
+        if offsets.count() > 0 {
+            let metadata = consumer.group_metadata().ok_or_else(|| {
+                TxnError::Stop(StepError::Fatal(anyhow::anyhow!(
+                    "the consumer has no group metadata"
+                )))
+            })?;
+            retrying("sending offsets to the transaction", || {
+                producer.send_offsets_to_transaction(offsets, &metadata, Timeout::Never)
+            })?;
+        }
+        crate::failpoint::hit("eos_before_commit");
+        health.set_fatal("committing a transaction".into());
+        let committed = retrying("committing the transaction", || {
+            producer.commit_transaction(Timeout::Never)
+        });
+        health.clear_fatal();
+        committed?;
+        if let Some(failure) = out.take_failure() {
+            // Cannot happen after a successful commit; if it does, stop rather than guess.
+            return Err(TxnError::Stop(StepError::Fatal(anyhow::anyhow!(
+                "{failure} in a committed transaction"
+            ))));
+        }
+        crate::failpoint::hit("eos_after_commit");
+        producer
+            .begin_transaction()
+            .map_err(|e| classify("beginning a transaction", e))
     }
 }

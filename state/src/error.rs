@@ -1,6 +1,6 @@
 //! What state reads and writes fail with, and what they carry (no RocksDB needed to name them).
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct StoreError(pub String);
 
 impl std::fmt::Display for StoreError {

@@ -67,7 +67,7 @@ fn real_a_checkpoint_beyond_a_recreated_changelog_wipes_and_restores_and_later_r
     assert_ne!(w2.wait(LONG), 0, "the failpoint aborts the worker");
     let log = w2.log_text();
     assert!(
-        log.contains("the changelog was recreated; wiping the store and restoring all of it"),
+        log.contains("the changelog was recreated: the local store was wiped, restoring all of"),
         "{log}"
     );
     let w3 = Worker::start(&job, &s.bootstrap, &state);

@@ -2,14 +2,15 @@
 //! commit, and a task whose store failed.
 
 use super::*;
+use weir_state::StoreError;
 
-impl Core {
+impl TaskManager {
     /// Wall-clock idle close for tasks that received nothing for `close_idle_after` and are caught
     /// up: every input partition read to its end, as the partition leader says now. A task that is
     /// behind (a backlog, a broker that is down or away) is not idle: closing its windows then
     /// would make the records still to come late.
     pub(super) fn close_idle(&mut self, consumer: &GroupConsumer) -> anyhow::Result<()> {
-        let Some(idle) = self.window.as_ref().and_then(|w| w.idle_close) else {
+        let Some(idle) = self.pipeline.window().and_then(|w| w.idle_close) else {
             return Ok(());
         };
         let mut failed = None;
@@ -25,11 +26,7 @@ impl Core {
             let fetched = &self.fetched;
             // (why not, whether the leader could not be asked)
             let behind = task.topics.iter().find_map(|topic| {
-                let next = task
-                    .positions
-                    .get(topic)
-                    .or_else(|| task.committed.get(topic))
-                    .copied();
+                let next = task.offsets.next(topic);
                 let drained = fetched.get(&(topic.clone(), p)).copied();
                 match consumer.fetch_watermarks(topic, p, Duration::from_secs(1)) {
                     Ok((_, high)) if crate::task::caught_up(next, high, drained) => None,
@@ -57,11 +54,10 @@ impl Core {
                 continue;
             }
             task.last_record_at = Instant::now();
-            if let (Some(agg), Some(store)) = (task.agg.as_mut(), task.store.as_ref()) {
-                if let Err(e) = agg.close_all(store, &mut self.emits) {
-                    failed = Some((p, e));
-                    break;
-                }
+            let state = task.running().and_then(|a| a.state.as_mut());
+            if let Some(Err(e)) = state.map(|s| s.close_all(&mut self.emits)) {
+                failed = Some((p, e));
+                break;
             }
         }
         if let Some((p, e)) = failed {
@@ -84,14 +80,13 @@ impl Core {
         if e.0.starts_with("Corruption") {
             // Damaged local state: without a checkpoint, the next assignment wipes the store
             // and restores it from the changelog.
-            if let Some(dir) = &task.dir {
-                Checkpoint::delete(&dir.checkpoint_path())?;
+            if let Some(state) = task.running().and_then(|a| a.state.as_mut()) {
+                state.local.distrust()?;
             }
         }
         // The log has the whole reason; `/readyz` and the rejoin reason leave out the data.
         let shown = format!("the state store of partition {p} failed: {}", e.summary());
-        task.failure = Some(shown.clone());
-        self.set_state(p, TaskState::Failed);
+        self.fail_task(p, shown.clone());
         self.rejoin_because.get_or_insert(shown);
         Ok(())
     }
@@ -102,18 +97,15 @@ impl Core {
     pub(super) fn continue_closing(&mut self) -> anyhow::Result<bool> {
         let mut pending = false;
         let mut failed = None;
-        for task in self
-            .tasks
-            .values_mut()
-            .filter(|t| t.state() == TaskState::Running)
-        {
-            if let (Some(agg), Some(store)) = (task.agg.as_mut(), task.store.as_ref()) {
-                if agg.close_pending() {
-                    if let Err(e) = agg.close_due(store, &mut self.emits) {
-                        failed = Some((task.partition, e));
-                        break;
-                    }
-                    pending |= agg.close_pending();
+        for task in self.tasks.values_mut() {
+            let Some(state) = task.running().and_then(|a| a.state.as_mut()) else {
+                continue;
+            };
+            match state.continue_closing(&mut self.emits) {
+                Ok(more) => pending |= more,
+                Err(e) => {
+                    failed = Some((task.partition, e));
+                    break;
                 }
             }
         }

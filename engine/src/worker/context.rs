@@ -4,7 +4,7 @@
 use super::*;
 
 pub(crate) struct WorkerContext {
-    pub(super) core: Arc<Mutex<Core>>,
+    pub(super) core: Arc<Mutex<TaskManager>>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) topics: Vec<String>,
 }

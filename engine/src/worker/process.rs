@@ -1,13 +1,33 @@
-//! One record: decoded, through the job's steps, into the window (or forwarded), results to the
-//! sink, a bad record by the job's policy.
+//! One record: to its task, through the job's pipeline (forwarded, re-keyed, or aggregated into
+//! the task's window state), results to the sink; a record that does not decode goes to
+//! `bad_records.rs`, a store that fails to `closing.rs`.
 
 use super::*;
+use crate::pipeline::Aggregation;
+use rdkafka::message::BorrowedMessage;
 
-impl Core {
+/// What the pipeline made of a record, for the task's counters.
+enum Applied {
+    Kept,
+    Filtered,
+    Late,
+    /// A copy of a record the task already applied (a first hop that replayed its input).
+    Duplicate,
+}
+
+/// Why a record did not go through.
+enum Refused {
+    /// It does not decode (a bad record, by the job's policy).
+    Bad(weir_operators::DecodeError),
+    /// The task's store failed under it (no bad record: the task's state is in question).
+    Store(weir_state::StoreError),
+}
+
+impl TaskManager {
     pub(super) fn process(
         &mut self,
         consumer: &GroupConsumer,
-        msg: &rdkafka::message::BorrowedMessage<'_>,
+        msg: &BorrowedMessage<'_>,
     ) -> anyhow::Result<()> {
         let p = msg.partition();
         let Some(task) = self.tasks.get_mut(&p) else {
@@ -31,6 +51,7 @@ impl Core {
             return Ok(());
         }
         if task
+            .offsets
             .positions
             .get(msg.topic())
             .is_some_and(|&next| msg.offset() < next)
@@ -43,7 +64,7 @@ impl Core {
                     partition = p,
                     topic = msg.topic(),
                     offset = msg.offset(),
-                    next = task.positions[msg.topic()],
+                    next = task.offsets.positions[msg.topic()],
                     "records fetched again below the processed position; skipped"
                 );
             }
@@ -51,157 +72,66 @@ impl Core {
             return Ok(());
         }
         task.last_record_at = Instant::now();
-        let payload = msg.payload().unwrap_or_default();
-        let from_repartition = self.repartition.as_deref() == Some(msg.topic());
-        let mut store_error = None;
-        let result = if let Some(forward) = &self.forward {
-            forward
-                .apply(payload, p, msg.offset(), now_ms())
-                .map(|out| match out {
-                    Some((key, value)) => self.emits.push(Emit {
-                        key: key.unwrap_or_else(|| {
-                            String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned()
-                        }),
-                        window_start: 0,
-                        value,
-                    }),
-                    None => task.counters.filtered.inc(),
-                })
-        } else if from_repartition {
-            // Second half of a re-keyed job: the record already went through the steps.
-            crate::repartition::decode(msg.key(), payload).map(|r| {
-                if task.seen.admit(r.source) {
-                    store_error = aggregate(task, r.key, r.ts, r.value, &mut self.emits).err();
-                } else {
-                    task.counters.duplicates.inc();
+        let applied = match &self.pipeline {
+            Pipeline::Forward(forward) => {
+                let payload = msg.payload().unwrap_or_default();
+                match forward.apply(payload, p, msg.offset(), now_ms()) {
+                    Ok(Some((key, value))) => {
+                        self.emits.push(Emit {
+                            key: key.unwrap_or_else(|| {
+                                String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned()
+                            }),
+                            window_start: 0,
+                            value,
+                        });
+                        Ok(Applied::Kept)
+                    }
+                    Ok(None) => Ok(Applied::Filtered),
+                    Err(e) => Err(Refused::Bad(e)),
                 }
-            })
-        } else {
-            let program = self.program.as_ref().expect("stateful job");
-            self.decoder
-                .decode(payload, msg.key(), msg.timestamp().to_millis())
-                .and_then(|mut rec| {
-                    if !program.run(&mut rec.values)? {
-                        task.counters.filtered.inc();
-                        return Ok(None);
-                    }
-                    Ok(Some((rec.key, rec.ts_ms, rec.values[program.value_slot])))
-                })
-                .map(|kept| match (kept, &self.repartition) {
-                    (None, _) => {}
-                    (Some((key, ts, value)), Some(_)) => {
-                        self.repartitioned
-                            .push((key, crate::repartition::encode(ts, value, p, msg.offset())));
-                    }
-                    (Some((key, ts, value)), None) => {
-                        store_error = aggregate(task, &key, ts, value, &mut self.emits).err();
-                    }
-                })
-        };
-        if let Some(e) = store_error {
-            // The task's state cannot be trusted past this record, nor skipped over: nothing of
-            // this cycle is committed, and the worker rejoins (see `rejoin_because`).
-            let reason = format!(
-                "the state store of partition {p} failed at {}[{p}]@{}: {e}",
-                msg.topic(),
-                msg.offset()
-            );
-            return self.store_failed(p, reason, &e);
-        }
-        if let Some(topic) = &self.repartition {
-            for (key, payload) in self.repartitioned.drain(..) {
-                send(
-                    &self.producer,
-                    BaseRecord::to(topic).key(key.as_bytes()).payload(&payload),
-                )?;
             }
-        }
-        if let Err(err) = result {
-            // Bounded: the error may quote the record, which goes no further than this.
-            let err = weir_operators::DecodeError(crate::secrets::redact(
-                &weir_operators::excerpt::excerpt(
-                    &err.0,
-                    weir_operators::excerpt::MESSAGE_MAX_CHARS,
-                ),
-            ));
-            let provenance = format!("{}[{}]@{}", msg.topic(), p, msg.offset());
-            match self.policy {
-                BadRecordPolicy::Fail => {
-                    let reason = format!("bad record at {provenance}: {err}");
-                    tracing::error!("{reason}; the task stops (bad_records = \"fail\"); nothing after it is committed");
-                    // `/readyz` shows where, the log what (the error may quote the record).
-                    task.failure = Some(format!(
-                        "bad record at {provenance} (bad_records = \"fail\"; the error is in the log)"
-                    ));
-                    let topics = self.input_topics(&self.tasks[&p]);
-                    self.set_state(p, TaskState::Failed);
-                    consumer.pause(&tpl_of(&topics, &[p])).ok();
+            Pipeline::Aggregate(agg) => {
+                let active = task.running().expect("a running task");
+                aggregate(agg, active, msg, &mut self.emits, &mut self.repartitioned)
+            }
+        };
+        match applied {
+            Ok(Applied::Kept) => {}
+            Ok(Applied::Filtered) => task.counters.filtered.inc(),
+            Ok(Applied::Late) => task.counters.late.inc(),
+            Ok(Applied::Duplicate) => task.counters.duplicates.inc(),
+            Err(Refused::Store(e)) => {
+                // The task's state cannot be trusted past this record, nor skipped over: nothing
+                // of this cycle is committed, and the worker rejoins (see `rejoin_because`).
+                let reason = format!(
+                    "the state store of partition {p} failed at {}[{p}]@{}: {e}",
+                    msg.topic(),
+                    msg.offset()
+                );
+                return self.store_failed(p, reason, &e);
+            }
+            Err(Refused::Bad(e)) => {
+                if !self.bad_record(consumer, msg, e)? {
                     return Ok(());
                 }
-                BadRecordPolicy::Skip => {
-                    tracing::warn!("skipped bad record at {provenance}: {err}");
-                    task.counters.skipped.inc();
-                }
-                BadRecordPolicy::DeadLetter => {
-                    let topic = self
-                        .dead_letter_topic
-                        .as_deref()
-                        .expect("validated: dead_letter needs a topic");
-                    let headers = OwnedHeaders::new()
-                        .insert(Header {
-                            key: "weir.error",
-                            value: Some(err.0.as_bytes()),
-                        })
-                        .insert(Header {
-                            key: "weir.topic",
-                            value: Some(msg.topic().as_bytes()),
-                        })
-                        .insert(Header {
-                            key: "weir.partition",
-                            value: Some(p.to_string().as_bytes()),
-                        })
-                        .insert(Header {
-                            key: "weir.offset",
-                            value: Some(msg.offset().to_string().as_bytes()),
-                        });
-                    let mut record = BaseRecord::to(topic).payload(payload).headers(headers);
-                    if let Some(k) = msg.key() {
-                        record = record.key(k);
-                    }
-                    send(&self.producer, record)?;
-                    tracing::warn!("sent bad record at {provenance} to {topic}: {err}");
-                    task.counters.dead_lettered.inc();
-                }
             }
         }
+        self.send_repartitioned()?;
         let task = self.tasks.get_mut(&p).expect("task");
-        match task.positions.get_mut(msg.topic()) {
-            Some(next) => *next = msg.offset() + 1,
-            None => {
-                task.positions
-                    .insert(msg.topic().to_string(), msg.offset() + 1);
-            }
-        }
+        task.offsets.advance(msg.topic(), msg.offset());
         task.counters.consumed.inc();
-        if let (FetchHold::Never, Some(secs)) =
-            (&self.fetch_hold, crate::failpoint::value("hold_fetch"))
-        {
-            let held = consumer.assignment()?;
-            consumer.pause(&held)?;
-            tracing::warn!("failpoint hold_fetch: no fetching for {secs} s");
-            self.fetch_hold = FetchHold::Holding(Instant::now() + Duration::from_secs(secs), held);
-        }
+        self.failpoint_hold_fetch(consumer)?;
         self.flush_emits()
     }
 
-    /// Ends a `hold_fetch` failpoint's pause once it is due.
-    pub(super) fn end_fetch_hold(&mut self, consumer: &GroupConsumer) -> anyhow::Result<()> {
-        if let FetchHold::Holding(until, held) = &self.fetch_hold {
-            if Instant::now() >= *until {
-                consumer.resume(held)?;
-                tracing::warn!("failpoint hold_fetch: fetching again");
-                self.fetch_hold = FetchHold::Done;
-            }
+    fn send_repartitioned(&mut self) -> anyhow::Result<()> {
+        let Some(topic) = self.pipeline.repartition() else {
+            return Ok(());
+        };
+        for (key, payload) in self.repartitioned.drain(..) {
+            self.collector
+                .send(Outgoing::to(topic, Some(key.as_bytes()), &payload))
+                .with_context(|| format!("producing to {topic}"))?;
         }
         Ok(())
     }
@@ -217,19 +147,83 @@ impl Core {
                 tracing::warn!(key = %e.key, "failpoint drop_output: result record dropped");
                 continue;
             }
-            match &self.sink_topic {
-                Some(topic) => send(
-                    &self.producer,
-                    BaseRecord::to(topic)
-                        .key(e.key.as_bytes())
-                        .payload(&e.value),
-                )?,
-                None => println!("{}", String::from_utf8_lossy(&e.value)),
-            }
+            self.sink
+                .write(&self.collector, e.key.as_bytes(), &e.value)?;
         }
         self.metrics.records_produced.inc_by(emits.len() as u64);
+        // The buffer's capacity is kept for the next results.
         self.emits = emits;
         self.emits.clear();
         Ok(())
     }
+
+    /// Failpoint `hold_fetch:<s>`: after the first record, no fetching for s seconds.
+    fn failpoint_hold_fetch(&mut self, consumer: &GroupConsumer) -> anyhow::Result<()> {
+        if let (FetchHold::Never, Some(secs)) =
+            (&self.fetch_hold, crate::failpoint::value("hold_fetch"))
+        {
+            let held = consumer.assignment()?;
+            consumer.pause(&held)?;
+            tracing::warn!("failpoint hold_fetch: no fetching for {secs} s");
+            self.fetch_hold = FetchHold::Holding(Instant::now() + Duration::from_secs(secs), held);
+        }
+        Ok(())
+    }
+
+    /// Ends a `hold_fetch` failpoint's pause once it is due.
+    pub(super) fn end_fetch_hold(&mut self, consumer: &GroupConsumer) -> anyhow::Result<()> {
+        if let FetchHold::Holding(until, held) = &self.fetch_hold {
+            if Instant::now() >= *until {
+                consumer.resume(held)?;
+                tracing::warn!("failpoint hold_fetch: fetching again");
+                self.fetch_hold = FetchHold::Done;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A record of a stateful job: decoded and through the steps, then re-keyed (first hop of a
+/// `key_by` job) or aggregated; a record read back from the repartition topic (second hop) went
+/// through the steps already.
+fn aggregate(
+    job: &Aggregation,
+    active: &mut Active,
+    msg: &BorrowedMessage<'_>,
+    emits: &mut Vec<Emit>,
+    repartitioned: &mut Vec<(String, Vec<u8>)>,
+) -> Result<Applied, Refused> {
+    let state = active
+        .state
+        .as_mut()
+        .expect("a stateful task has window state");
+    let payload = msg.payload().unwrap_or_default();
+    let add = |state: &mut WindowState, key: &str, ts, value, emits: &mut Vec<Emit>| match state
+        .aggregate(key, ts, value, emits)
+    {
+        Ok(true) => Ok(Applied::Kept),
+        Ok(false) => Ok(Applied::Late),
+        Err(e) => Err(Refused::Store(e)),
+    };
+    if job.repartition.as_deref() == Some(msg.topic()) {
+        let r = crate::repartition::decode(msg.key(), payload).map_err(Refused::Bad)?;
+        if !state.seen.admit(r.source) {
+            return Ok(Applied::Duplicate);
+        }
+        return add(state, r.key, r.ts, r.value, emits);
+    }
+    let mut rec = job
+        .decoder
+        .decode(payload, msg.key(), msg.timestamp().to_millis())
+        .map_err(Refused::Bad)?;
+    if !job.program.run(&mut rec.values).map_err(Refused::Bad)? {
+        return Ok(Applied::Filtered);
+    }
+    let value = rec.values[job.program.value_slot];
+    if job.repartition.is_some() {
+        let encoded = crate::repartition::encode(rec.ts_ms, value, msg.partition(), msg.offset());
+        repartitioned.push((rec.key, encoded));
+        return Ok(Applied::Kept);
+    }
+    add(state, &rec.key, rec.ts_ms, value, emits)
 }

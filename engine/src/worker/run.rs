@@ -5,6 +5,9 @@
 use super::setup::{start, Started};
 use super::*;
 
+/// Records handed to their tasks per turn of the loop without blocking, after the first.
+const BATCH: usize = 256;
+
 /// Runs a worker until `shutdown` is set (then commits, checkpoints, leaves the group) or a fatal
 /// error. Blocking: run it on its own thread.
 pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
@@ -15,159 +18,189 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         health,
         shutdown,
     } = args;
-    let Started {
-        core,
-        consumer,
-        name,
-        subscribed,
-    } = start(&job, &runtime, &metrics, &health)?;
-    let subscribed: Vec<&str> = subscribed.iter().map(String::as_str).collect();
-
-    let commit_interval = job.processing.commit_interval.std();
-    let mut next_commit = Instant::now() + commit_interval;
-    let mut next_housekeeping = Instant::now();
-    let mut rejoin_backoff = Duration::ZERO;
-    let result = (|| -> anyhow::Result<()> {
-        while !shutdown.load(Ordering::Relaxed) {
-            let restoring = core
-                .lock()
-                .unwrap()
-                .tasks
-                .values()
-                .any(|t| t.state() == TaskState::Restoring);
-            let polled = consumer.poll(if restoring {
-                Duration::ZERO
-            } else {
-                Duration::from_millis(100)
-            });
-            let mut c = core.lock().unwrap();
-            match polled {
-                Some(Ok(msg)) => {
-                    let started = Instant::now();
-                    // Processing time for the event-time plausibility check, once per batch.
-                    c.decoder.set_processing_time(now_ms());
-                    c.process(&consumer, &msg)?;
-                    drop(msg);
-                    // Drain what is already fetched without blocking, lock held: no callbacks
-                    // run from a zero-timeout poll of an already-filled queue... except they may,
-                    // so release the lock between polls.
-                    drop(c);
-                    for _ in 0..256 {
-                        match consumer.poll(Duration::ZERO) {
-                            Some(Ok(m)) => core.lock().unwrap().process(&consumer, &m)?,
-                            Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
-                                bail!("consumer: {e}")
-                            }
-                            Some(Err(e)) => {
-                                if let Some(why) = not_authorized(&e, &name, &subscribed) {
-                                    bail!("consumer: {why}");
-                                }
-                                tracing::warn!("consumer: {e}");
-                                break;
-                            }
-                            None => break,
-                        }
-                    }
-                    metrics
-                        .poll_batch_duration
-                        .observe(started.elapsed().as_secs_f64());
-                    c = core.lock().unwrap();
-                }
-                // Fatal for the consumer (e.g. its static instance id was taken by a newer
-                // process): this worker is replaced; stop instead of spinning.
-                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => bail!("consumer: {e}"),
-                Some(Err(e)) => {
-                    // A missing ACL is no outage: no retry helps, say what is missing and stop.
-                    if let Some(why) = not_authorized(&e, &name, &subscribed) {
-                        bail!("consumer: {why}");
-                    }
-                    tracing::warn!("consumer: {e}")
-                }
-                None => {}
-            }
-            c.restore_step(
-                &consumer,
-                if restoring {
-                    Duration::from_millis(50)
-                } else {
-                    Duration::ZERO
-                },
-            )?;
-            health.beat();
-            if let Some(why) = c.rejoin_because.take() {
-                rejoin_backoff =
-                    (rejoin_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
-                tracing::warn!(
-                    "{why}: closing every task, rejoining the group in {:.0?}",
-                    rejoin_backoff
-                );
-                health.set_rejoining(Some(why));
-                c.restart_after_abort()?;
-                drop(c);
-                consumer.unsubscribe();
-                let until = Instant::now() + rejoin_backoff;
-                while Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
-                    health.beat();
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                consumer
-                    .subscribe(&subscribed)
-                    .context("subscribing again")?;
-                continue;
-            }
-            if c.tasks.values().any(|t| t.state() == TaskState::Running) {
-                rejoin_backoff = Duration::ZERO;
-            }
-            let now = Instant::now();
-            if now >= next_housekeeping {
-                c.end_fetch_hold(&consumer)?;
-                c.close_idle(&consumer)?;
-                c.update_gauges();
-                c.producer.poll(Duration::ZERO);
-                next_housekeeping = now + Duration::from_millis(200);
-            }
-            if now >= next_commit {
-                next_commit = Instant::now() + commit_interval;
-                let committed = c.commit(&consumer, None);
-                if committed.is_ok() && c.continue_closing()? {
-                    next_commit = Instant::now();
-                }
-                if let Err(e) = committed {
-                    if e.is::<Fenced>() {
-                        // A newer instance with this identity owns the tasks now. Rejoining under
-                        // the same transactional and instance id would fence it in turn: stop.
-                        return Err(e.context("this worker was replaced by a newer instance with the same identity; stopping"));
-                    }
-                    if !e.is::<Aborted>() {
-                        return Err(e);
-                    }
-                    if c.rejoin_because.is_none() {
-                        // Nothing of the cycle is visible: every task goes back to its committed
-                        // state and offsets, in place. The rebalance that usually caused the abort
-                        // (a new generation) goes on by itself; leaving and joining again on top
-                        // of it could leave a static member without partitions for minutes.
-                        c.rewind(&consumer, &format!("{e:#}"))?;
-                    }
-                    // Otherwise the worker gives up its tasks and rejoins at the next turn.
-                }
-            }
-        }
-        Ok(())
-    })();
+    let started = start(&job, &runtime, &metrics, &health)?;
+    let mut worker = Loop {
+        commit_interval: job.processing.commit_interval.std(),
+        next_commit: Instant::now() + job.processing.commit_interval.std(),
+        next_housekeeping: Instant::now(),
+        rejoin_backoff: Duration::ZERO,
+        started,
+        metrics,
+        health: health.clone(),
+        shutdown,
+    };
+    let result = worker.run();
+    let Started { core, consumer, .. } = worker.started;
     match &result {
         Ok(()) => {
             tracing::info!("shutting down: final commit");
             let mut c = core.lock().unwrap();
-            c.commit(&consumer, None)?;
+            let last = c.commit(&consumer, None);
             c.close_all();
+            if let Cycle::Aborted(why) = last? {
+                bail!("the final commit was aborted: {why}");
+            }
         }
         Err(e) => {
             health.set_fatal(format!("{e:#}"));
             tracing::error!("worker stopped: {e:#}");
         }
     }
-    // Leaving the group: close the consumer while the core is not locked (revoke callbacks run).
+    // Leaving the group: close the consumer while the manager is not locked (revoke callbacks run).
     consumer.unsubscribe();
     drop(consumer);
     result
+}
+
+struct Loop {
+    started: Started,
+    commit_interval: Duration,
+    next_commit: Instant,
+    next_housekeeping: Instant,
+    rejoin_backoff: Duration,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl Loop {
+    fn run(&mut self) -> anyhow::Result<()> {
+        while !self.shutdown.load(Ordering::Relaxed) {
+            let core = self.started.core.clone();
+            let restoring = core
+                .lock()
+                .unwrap()
+                .tasks
+                .values()
+                .any(|t| t.state() == TaskState::Restoring);
+            self.poll_batch(restoring)?;
+            let mut c = core.lock().unwrap();
+            let wait = if restoring {
+                Duration::from_millis(50)
+            } else {
+                Duration::ZERO
+            };
+            c.restore_step(&self.started.consumer, wait)?;
+            self.health.beat();
+            if let Some(why) = c.rejoin_because.take() {
+                drop(c);
+                self.rejoin(why)?;
+                continue;
+            }
+            if c.tasks.values().any(|t| t.state() == TaskState::Running) {
+                self.rejoin_backoff = Duration::ZERO;
+            }
+            let now = Instant::now();
+            if now >= self.next_housekeeping {
+                c.end_fetch_hold(&self.started.consumer)?;
+                c.close_idle(&self.started.consumer)?;
+                c.update_gauges();
+                c.collector.poll();
+                self.next_housekeeping = now + Duration::from_millis(200);
+            }
+            if now >= self.next_commit {
+                self.next_commit = Instant::now() + self.commit_interval;
+                if self.commit(&mut c)? {
+                    self.next_commit = Instant::now();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One poll (blocking up to 100 ms unless tasks are restoring), then what is already fetched,
+    /// each record to its task. The manager is locked per record: callbacks run inside `poll`.
+    fn poll_batch(&mut self, restoring: bool) -> anyhow::Result<()> {
+        let consumer = &self.started.consumer;
+        let core = &self.started.core;
+        let wait = if restoring {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(100)
+        };
+        let started = Instant::now();
+        let mut first = true;
+        for _ in 0..=BATCH {
+            let polled = consumer.poll(if first { wait } else { Duration::ZERO });
+            match polled {
+                Some(Ok(msg)) => {
+                    let mut c = core.lock().unwrap();
+                    if first {
+                        // Processing time for the event-time plausibility check, once per batch.
+                        c.pipeline.set_processing_time(now_ms());
+                    }
+                    c.process(consumer, &msg)?;
+                }
+                // Fatal for the consumer (e.g. its static instance id was taken by a newer
+                // process): this worker is replaced; stop instead of spinning.
+                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => bail!("consumer: {e}"),
+                Some(Err(e)) => {
+                    // A missing ACL is no outage: no retry helps, say what is missing and stop.
+                    let names: Vec<&str> =
+                        self.started.subscribed.iter().map(String::as_str).collect();
+                    if let Some(why) = not_authorized(&e, &self.started.name, &names) {
+                        bail!("consumer: {why}");
+                    }
+                    tracing::warn!("consumer: {e}");
+                    break;
+                }
+                None => break,
+            }
+            first = false;
+        }
+        if !first {
+            self.metrics
+                .poll_batch_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// The commit cycle and what follows it; true when windows wait to close, so that the next
+    /// cycle follows at once.
+    fn commit(&mut self, c: &mut TaskManager) -> anyhow::Result<bool> {
+        match c.commit(&self.started.consumer, None) {
+            Ok(Cycle::Committed | Cycle::Rewound) => c.continue_closing(),
+            // Nothing of the cycle is visible: every task goes back to its committed state and
+            // offsets, in place. The rebalance that usually caused the abort (a new generation)
+            // goes on by itself; leaving and joining again on top of it could leave a static
+            // member without partitions for minutes. After a failed store the worker gives up
+            // its tasks and rejoins at the next turn instead.
+            Ok(Cycle::Aborted(why)) => {
+                if c.rejoin_because.is_none() {
+                    c.rewind(&self.started.consumer, &why)?;
+                }
+                Ok(false)
+            }
+            // A newer instance with this identity owns the tasks now. Rejoining under the same
+            // transactional and instance id would fence it in turn: stop.
+            Err(StepError::Fenced(why)) => bail!(
+                "this worker was replaced by a newer instance with the same identity; stopping: producer fenced: {why}"
+            ),
+            Err(StepError::Fatal(e)) => Err(e),
+        }
+    }
+
+    /// Gives up every task and its uncommitted work, leaves the group, and joins it again after a
+    /// pause that doubles (1 s to 30 s) while no task gets to run.
+    fn rejoin(&mut self, why: String) -> anyhow::Result<()> {
+        self.rejoin_backoff =
+            (self.rejoin_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        tracing::warn!(
+            "{why}: closing every task, rejoining the group in {:.0?}",
+            self.rejoin_backoff
+        );
+        self.health.set_rejoining(Some(why));
+        self.started.core.lock().unwrap().restart_after_abort()?;
+        let consumer = &self.started.consumer;
+        consumer.unsubscribe();
+        let until = Instant::now() + self.rejoin_backoff;
+        while Instant::now() < until && !self.shutdown.load(Ordering::Relaxed) {
+            self.health.beat();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let names: Vec<&str> = self.started.subscribed.iter().map(String::as_str).collect();
+        consumer.subscribe(&names).context("subscribing again")?;
+        Ok(())
+    }
 }

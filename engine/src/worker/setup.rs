@@ -6,7 +6,7 @@ use super::*;
 
 /// A started worker, ready for the poll loop.
 pub(super) struct Started {
-    pub core: Arc<Mutex<Core>>,
+    pub core: Arc<Mutex<TaskManager>>,
     pub consumer: GroupConsumer,
     pub name: String,
     /// The topics the group consumer reads (inputs and the repartition topic).
@@ -37,58 +37,26 @@ pub(super) fn start(
         }
     }
     let partitions = partitions.context("the job names no input topic")?;
-    let plan = job.plan();
-    let program = plan.window.as_ref().map(|_| Program::compile(job));
-    let window = match (&plan.window, job.changelog_topic()) {
-        (Some((w, a)), Some(changelog)) => {
-            ensure_topic(
-                &brokers,
-                job,
-                &changelog,
-                partitions,
-                job.state.changelog_replication_factor,
-                true,
-            )?;
-            Some(WindowSpec {
-                window: w.clone(),
-                functions: a.functions.clone(),
-                idle_close: w.close_idle_after.map(|d| d.std()),
-                store: a.store.get_ref().clone(),
-                changelog,
-                key_name: program
-                    .as_ref()
-                    .map_or_else(|| "key".into(), |p| p.key_name.clone()),
-            })
-        }
-        _ => None,
-    };
-    let sink_topic = match job.sink.kind {
-        SinkKind::Kafka => job.sink.topic.clone(),
-        SinkKind::Stdout => None,
-    };
-    for t in sink_topic
-        .iter()
-        .chain(job.processing.dead_letter_topic.iter())
-    {
+    let pipeline = Pipeline::compile(job)?;
+    if let Some(w) = pipeline.window() {
+        ensure_topic(
+            &brokers,
+            job,
+            &w.changelog,
+            partitions,
+            job.state.changelog_replication_factor,
+            true,
+        )?;
+    }
+    let sink = crate::sink::build(job);
+    sink.check(&brokers, job)?;
+    let results_to = sink.describe();
+    if let Some(t) = &job.processing.dead_letter_topic {
         if partition_count(&brokers, job, t)?.is_none() {
             bail!("topic {t} does not exist on {brokers}: create it first");
         }
     }
-    let forward = plan.window.is_none().then(|| Forward::compile(job));
-    // A re-keyed job decodes its key from the key_by field.
-    let mut source = job.source.clone();
-    if let Some(k) = program.as_ref().and_then(|p| p.key_input_field.clone()) {
-        source.key_field = Some(k);
-    }
-    let decoder = Decoder::new(
-        &source,
-        program
-            .as_ref()
-            .map(|p| p.input_fields.clone())
-            .unwrap_or_default(),
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
-    let repartition = job.repartition_topic();
+    let repartition = pipeline.repartition().map(str::to_string);
     if let Some(t) = &repartition {
         ensure_topic(
             &brokers,
@@ -108,7 +76,7 @@ pub(super) fn start(
     // Bounded memory: a commit of many dirty keys waits for acknowledgements rather than
     // queueing them all (librdkafka's default allows 1 GiB).
     set_default(&mut pc, job, "queue.buffering.max.kbytes", "32768");
-    let commit: Box<dyn CommitStep + Send> = match job.processing.guarantee {
+    let commit_step: Box<dyn CommitStep + Send> = match job.processing.guarantee {
         Guarantee::AtLeastOnce => {
             // Never give up on a record: while Kafka is away the worker waits (and says it is not ready).
             set_default(&mut pc, job, "message.timeout.ms", "0");
@@ -139,11 +107,12 @@ pub(super) fn start(
             })
         }
     };
-    let producer: BaseProducer<Deliveries> = pc
-        .create_with_context(Deliveries::new(
-            window.as_ref().map(|w| w.changelog.clone()),
+    let collector = RecordCollector::new(
+        pc.create_with_context(crate::collector::Deliveries::new(
+            pipeline.window().map(|w| w.changelog.clone()),
         ))
-        .map_err(|e| creation_error("creating the producer", e))?;
+        .map_err(|e| creation_error("creating the producer", e))?,
+    );
     let restore_consumer: BaseConsumer = client_config(&brokers, job)
         .set("group.id", format!("{name}-restore"))
         .set("enable.auto.commit", "false")
@@ -156,37 +125,33 @@ pub(super) fn start(
         .set("isolation.level", "read_uncommitted")
         .create()
         .map_err(|e| creation_error("creating the watermark client", e))?;
-    let state_dir = PathBuf::from(&runtime.state_dir);
-    let mut commit = commit;
-    commit.start(&producer)?;
-    let core = Arc::new(Mutex::new(Core {
+    let mut commit_step = commit_step;
+    commit_step.start(&collector)?;
+    let core = Arc::new(Mutex::new(TaskManager {
         job_name: name.clone(),
-        decoder,
-        program,
-        forward,
-        repartition: repartition.clone(),
-        window,
-        sink_topic,
-        dead_letter_topic: job.processing.dead_letter_topic.clone(),
-        policy: job.processing.bad_records,
-        state_dir,
-        cache_bytes: (runtime.block_cache_bytes as usize) / partitions.max(1),
+        pipeline,
         tasks: BTreeMap::new(),
-        producer,
-        restore_consumer,
+        collector,
+        sink,
+        bad_records: BadRecords {
+            policy: job.processing.bad_records,
+            dead_letter_topic: job.processing.dead_letter_topic.clone(),
+        },
+        commit_step,
         transactional: job.processing.guarantee == Guarantee::ExactlyOnce,
-        watermarks,
-        restore_assignment_stale: false,
+        restorer: restore::ChangelogReader::new(restore_consumer, watermarks),
+        stores: Stores {
+            state_dir: PathBuf::from(&runtime.state_dir),
+            resources: SharedResources::new(runtime.block_cache_bytes, runtime.write_buffer_bytes),
+            cache_bytes: (runtime.block_cache_bytes as usize) / partitions.max(1),
+        },
         rejoin_because: None,
-        resources: SharedResources::new(runtime.block_cache_bytes, runtime.write_buffer_bytes),
         metrics: metrics.clone(),
         health: health.clone(),
         emits: Vec::new(),
         repartitioned: Vec::new(),
-        last_restore_log: Instant::now(),
         fetched: BTreeMap::new(),
         fetch_hold: FetchHold::Never,
-        commit,
     }));
 
     // A task is partition p of every subscribed topic, so one member must own p of all of them.
@@ -238,7 +203,7 @@ pub(super) fn start(
     let subscribed: Vec<String> = topics.iter().chain(repartition.iter()).cloned().collect();
     let names: Vec<&str> = subscribed.iter().map(String::as_str).collect();
     consumer.subscribe(&names).context("subscribing")?;
-    tracing::info!(job = %name, brokers = %brokers, topics = ?topics, partitions, "worker started");
+    tracing::info!(job = %name, brokers = %brokers, topics = ?topics, partitions, sink = %results_to, "worker started");
     Ok(Started {
         core,
         consumer,

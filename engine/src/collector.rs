@@ -1,0 +1,156 @@
+//! The record collector: the one owner of the worker's producer, its sends and their delivery
+//! reports. Every record the worker writes (results, changelog entries, re-keyed records, dead
+//! letters) goes through [`RecordCollector::send`]; the delivery reports keep the first failure (so
+//! that a commit never claims records Kafka did not take) and, per changelog partition, the offset
+//! after the last record written, which the task's next checkpoint records.
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::{DeliveryResult, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// One record to write.
+pub struct Outgoing<'a> {
+    pub topic: &'a str,
+    pub partition: Option<i32>,
+    pub key: Option<&'a [u8]>,
+    /// None: a tombstone.
+    pub payload: Option<&'a [u8]>,
+    pub headers: Option<OwnedHeaders>,
+}
+
+impl<'a> Outgoing<'a> {
+    pub fn to(topic: &'a str, key: Option<&'a [u8]>, payload: &'a [u8]) -> Outgoing<'a> {
+        Outgoing {
+            topic,
+            partition: None,
+            key,
+            payload: Some(payload),
+            headers: None,
+        }
+    }
+}
+
+pub struct RecordCollector {
+    producer: BaseProducer<Deliveries>,
+}
+
+impl RecordCollector {
+    pub fn new(producer: BaseProducer<Deliveries>) -> RecordCollector {
+        RecordCollector { producer }
+    }
+
+    /// Sends one record, waiting (and serving delivery reports) while the producer queue is full.
+    pub fn send(&self, out: Outgoing<'_>) -> Result<(), KafkaError> {
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(out.topic);
+        if let Some(p) = out.partition {
+            record = record.partition(p);
+        }
+        if let Some(k) = out.key {
+            record = record.key(k);
+        }
+        if let Some(v) = out.payload {
+            record = record.payload(v);
+        }
+        if let Some(h) = out.headers {
+            record = record.headers(h);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// The first delivery failure since the last call, if any.
+    pub fn take_failure(&self) -> Option<String> {
+        self.producer.context().take_failure()
+    }
+
+    /// The offset after the last changelog record delivered to `partition` by this process.
+    pub fn changelog_next(&self, partition: i32) -> Option<i64> {
+        self.producer.context().changelog_next(partition)
+    }
+
+    /// Serves delivery reports.
+    pub fn poll(&self) {
+        self.producer.poll(Duration::ZERO);
+    }
+
+    /// The producer, for the guarantee's commit step (flush, transactions).
+    pub fn producer(&self) -> &BaseProducer<Deliveries> {
+        &self.producer
+    }
+}
+
+/// The producer's context: delivery reports.
+pub struct Deliveries {
+    changelog: Option<String>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    failure: Option<String>,
+    changelog_next: HashMap<i32, i64>,
+}
+
+impl Deliveries {
+    pub fn new(changelog: Option<String>) -> Deliveries {
+        Deliveries {
+            changelog,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The first delivery failure since the last call, if any.
+    pub fn take_failure(&self) -> Option<String> {
+        self.state.lock().unwrap().failure.take()
+    }
+
+    /// The offset after the last changelog record delivered to `partition`.
+    pub fn changelog_next(&self, partition: i32) -> Option<i64> {
+        self.state
+            .lock()
+            .unwrap()
+            .changelog_next
+            .get(&partition)
+            .copied()
+    }
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        let mut s = self.state.lock().unwrap();
+        match result {
+            Ok(m) => {
+                if self.changelog.as_deref() == Some(m.topic()) {
+                    let next = s.changelog_next.entry(m.partition()).or_insert(0);
+                    *next = (*next).max(m.offset() + 1);
+                }
+            }
+            Err((e, m)) => {
+                if s.failure.is_none() {
+                    s.failure = Some(format!(
+                        "delivery to {}[{}] failed: {e}",
+                        m.topic(),
+                        m.partition()
+                    ));
+                }
+            }
+        }
+    }
+}

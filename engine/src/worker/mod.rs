@@ -116,6 +116,8 @@ mod process;
 mod restore;
 mod run;
 mod setup;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use context::WorkerContext;
 pub(crate) use cycle::Cycle;

@@ -55,7 +55,7 @@ pub fn await_condition(timeout: Duration, mut condition: impl FnMut() -> bool) -
 
 pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let plan = scenario::load(&args.scenario, args.quick).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = scenario::load(&args.scenario, args.quick)?;
     let kafka_dir = args
         .kafka_dir
         .clone()
@@ -93,7 +93,7 @@ pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
     let job_name = format!("drill-{}-{suffix}", plan.name);
     let job_text = std::fs::read_to_string(&plan.job_file)
         .with_context(|| format!("reading {}", plan.job_file.display()))?;
-    let original = weir_config::load_job(&plan.job_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let original = weir_config::load_job(&plan.job_file)?;
     let names = Names {
         input: format!("{job_name}-in"),
         output: format!("{job_name}-out"),
@@ -113,7 +113,7 @@ pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
         &job_path,
         rewrite_job(&plan, &job_text, &names, &bootstrap)?,
     )?;
-    let job = weir_config::load_job(&job_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let job = weir_config::load_job(&job_path)?;
     check_job(&job)?;
     let guarantee = job.processing.guarantee;
     let exactly_once = guarantee == Guarantee::ExactlyOnce;

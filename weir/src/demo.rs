@@ -51,8 +51,7 @@ fn demo(duration: Duration, http: Option<String>, meters: u32, hours: u32) -> an
         "jobs/meter-hourly-average.toml",
         weir_engine::FLAGSHIP_JOB,
         &|_| None,
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    )?;
     // The demo compresses hours of event time into seconds: close a silent partition's windows
     // after 2 s of wall-clock silence, and commit often.
     let idle = Duration::from_secs(2);

@@ -5,20 +5,31 @@ use crate::window::META_STREAM_TIME;
 const H: i64 = 3_600_000;
 
 fn op(emit: EmitMode, grace: i64, store: &MemStore) -> WindowedAggregate {
+    hourly(
+        store,
+        grace,
+        emit,
+        vec![AggregateFn::Avg, AggregateFn::Count],
+        "meter_id",
+        1 << 20,
+    )
+}
+
+/// Hourly tumbling windows keyed by `key`, with an operator cache of `cache_bytes`.
+fn hourly(
+    store: &MemStore,
+    grace: i64,
+    emit: EmitMode,
+    functions: Vec<AggregateFn>,
+    key: &str,
+    cache_bytes: usize,
+) -> WindowedAggregate {
     let w = Windowing {
         size_ms: H,
         advance_ms: H,
         grace_ms: grace,
     };
-    WindowedAggregate::open(
-        store,
-        w,
-        emit,
-        vec![AggregateFn::Avg, AggregateFn::Count],
-        "meter_id".into(),
-        1 << 20,
-    )
-    .unwrap()
+    WindowedAggregate::open(store, w, emit, functions, key.into(), cache_bytes).unwrap()
 }
 
 fn parse(e: &Emit) -> serde_json::Value {
@@ -165,20 +176,7 @@ fn idle_close_closes_every_open_window_and_makes_later_records_late() {
 #[test]
 fn the_cache_stays_within_its_budget() {
     let mut store = MemStore::default();
-    let w = Windowing {
-        size_ms: H,
-        advance_ms: H,
-        grace_ms: 0,
-    };
-    let mut agg = WindowedAggregate::open(
-        &store,
-        w,
-        EmitMode::OnClose,
-        vec![AggregateFn::Sum],
-        "k".into(),
-        0,
-    )
-    .unwrap();
+    let mut agg = hourly(&store, 0, EmitMode::OnClose, vec![AggregateFn::Sum], "k", 0);
     let mut out = Vec::new();
     for i in 0..5000 {
         agg.process(&store, &format!("m{i}"), 5, 1.0, &mut out)
@@ -196,21 +194,15 @@ fn the_cache_stays_within_its_budget() {
 #[test]
 fn a_mass_close_goes_in_bounded_batches_and_emits_each_window_once() {
     let mut store = MemStore::default();
-    let w = Windowing {
-        size_ms: H,
-        advance_ms: H,
-        grace_ms: 0,
-    };
     // The smallest cache (1,024 entries): after a commit most windows are in the store only.
-    let mut agg = WindowedAggregate::open(
+    let mut agg = hourly(
         &store,
-        w,
+        0,
         EmitMode::OnClose,
         vec![AggregateFn::Count],
-        "k".into(),
+        "k",
         0,
-    )
-    .unwrap();
+    );
     agg.set_close_batch(100);
     let mut out = Vec::new();
     for i in 0..3000 {

@@ -4,9 +4,14 @@
 //! partitioning. A new kind of job (several outputs, a join) is a new variant here and its own
 //! arm in `worker/process.rs`, not a new branch threaded through the loop.
 
+use std::sync::Arc;
 use std::time::Duration;
 use weir_config::{AggregateFn, Job, WindowOp};
-use weir_operators::{Decoder, Forward, Program};
+use weir_operators::formats::{self, Encode, SchemaResolver};
+use weir_operators::{
+    open_window_aggregate_with, Decoder, Forward, Program, ResultSpec, StatefulOperator,
+    StoreAccess,
+};
 
 /// What the windowed part of a job needs at run time.
 pub(crate) struct WindowSpec {
@@ -17,6 +22,24 @@ pub(crate) struct WindowSpec {
     pub store: String,
     pub changelog: String,
     pub key_name: String,
+    /// The sink's format, which results are written in.
+    pub results: Arc<dyn Encode>,
+}
+
+impl WindowSpec {
+    /// The window operator over a task's (restored) store.
+    pub fn open(
+        &self,
+        store: &dyn StoreAccess,
+        cache_bytes: usize,
+    ) -> Result<Box<dyn StatefulOperator>, weir_state::StoreError> {
+        let results = ResultSpec {
+            functions: self.functions.clone(),
+            key_name: self.key_name.clone(),
+            encoder: self.results.clone(),
+        };
+        open_window_aggregate_with(store, &self.window, results, cache_bytes)
+    }
 }
 
 pub(crate) struct Aggregation {
@@ -34,11 +57,13 @@ pub(crate) enum Pipeline {
 }
 
 impl Pipeline {
-    /// Compiles a validated job.
-    pub fn compile(job: &Job) -> anyhow::Result<Pipeline> {
+    /// Compiles a validated job; its formats look schemas up with `schemas` (the one place a
+    /// schema registry client comes in).
+    pub fn compile(job: &Job, schemas: &Arc<dyn SchemaResolver>) -> anyhow::Result<Pipeline> {
         let plan = job.plan();
         let (Some((w, a)), Some(changelog)) = (&plan.window, job.changelog_topic()) else {
-            return Ok(Pipeline::Forward(Forward::compile(job)));
+            let forward = Forward::with_schemas(job, schemas).map_err(anyhow::Error::msg)?;
+            return Ok(Pipeline::Forward(forward));
         };
         let program = Program::compile(job);
         // A re-keyed job decodes its key from the key_by field.
@@ -46,8 +71,8 @@ impl Pipeline {
         if let Some(k) = program.key_input_field.clone() {
             source.key_field = Some(k);
         }
-        let decoder =
-            Decoder::new(&source, program.input_fields.clone()).map_err(|e| anyhow::anyhow!(e))?;
+        let decoder = Decoder::with_schemas(&source, program.input_fields.clone(), schemas)
+            .map_err(anyhow::Error::msg)?;
         Ok(Pipeline::Aggregate(Box::new(Aggregation {
             decoder,
             window: WindowSpec {
@@ -57,6 +82,7 @@ impl Pipeline {
                 store: a.store.get_ref().clone(),
                 changelog,
                 key_name: program.key_name.clone(),
+                results: formats::encoder(w.result_format, schemas),
             },
             program,
             repartition: job.repartition_topic(),

@@ -1,7 +1,7 @@
 //! The steps of a stateless job (`filter`, `map`, `select`, `stamp`, `key_by`) over each
 //! record's object, as the source's format reads it; the sink's format writes what is left.
 
-use crate::formats::{self, Decode, Encode, FieldNames, Object, Value};
+use crate::formats::{self, Decode, Encode, FieldNames, Object, SchemaResolver, Value};
 use crate::program::derive;
 use crate::time::format_rfc3339_ms;
 use crate::DecodeError;
@@ -35,10 +35,17 @@ pub type Forwarded = (Option<String>, Vec<u8>);
 impl Forward {
     /// In the source's and the sink's formats, without a schema registry.
     pub fn compile(job: &Job) -> Forward {
-        let schemas = formats::no_schemas();
-        let input = formats::decoder(&job.source, &FieldNames::none(), &schemas)
-            .expect("a JSON or CSV decoder of no fields");
-        Forward::with_formats(job, input, formats::encoder(job.sink.format, &schemas))
+        Forward::with_schemas(job, &formats::no_schemas()).expect("a JSON or CSV decoder")
+    }
+
+    /// In the source's and the sink's formats, their schemas looked up with `schemas`.
+    pub fn with_schemas(job: &Job, schemas: &Arc<dyn SchemaResolver>) -> Result<Forward, String> {
+        let input = formats::decoder(&job.source, &FieldNames::none(), schemas)?;
+        Ok(Forward::with_formats(
+            job,
+            input,
+            formats::encoder(job.sink.format, schemas),
+        ))
     }
 
     /// Records read with `input` and written with `output`.

@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weir_config::{BadRecordPolicy, Guarantee, Job, RuntimeConfig};
-use weir_operators::{open_window_aggregate, Emit};
+use weir_operators::Emit;
 use weir_state::{
     encode_input_offsets, LocalState, SharedResources, TaskDir, INPUT_OFFSETS_HEADER,
 };

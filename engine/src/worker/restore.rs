@@ -199,13 +199,7 @@ impl TaskManager {
             }
             let input_offset = r.local.checkpoint().map_or(0, |c| c.input_offset);
             r.local.checkpoint_at(r.position, input_offset, || {})?;
-            let agg = open_window_aggregate(
-                &r.local.store,
-                &window.window,
-                window.functions.clone(),
-                window.key_name.clone(),
-                cache_bytes,
-            )?;
+            let agg = window.open(&r.local.store, cache_bytes)?;
             let secs = r.started.elapsed().as_secs_f64();
             tracing::info!(
                 partition = p,

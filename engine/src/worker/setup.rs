@@ -37,7 +37,8 @@ pub(super) fn start(
         }
     }
     let partitions = partitions.context("the job names no input topic")?;
-    let pipeline = Pipeline::compile(job)?;
+    // No format of today's looks schemas up; a schema registry client, built from the job, goes here.
+    let pipeline = Pipeline::compile(job, &weir_operators::formats::no_schemas())?;
     if let Some(w) = pipeline.window() {
         ensure_topic(
             &brokers,

@@ -102,7 +102,7 @@ fn manager(
 ) -> (TaskManager, Shared) {
     let job = job();
     let seen = Shared::default();
-    let pipeline = Pipeline::compile(&job).unwrap();
+    let pipeline = Pipeline::compile(&job, &weir_operators::formats::no_schemas()).unwrap();
     let changelog = pipeline.window().unwrap().changelog.clone();
     let metrics = Arc::new(Metrics::new("t"));
     let mut m = TaskManager {
@@ -142,14 +142,7 @@ fn manager(
         let w = m.pipeline.window().unwrap();
         let dir = TaskDir::lock(dir, "t", p).unwrap();
         let (local, _) = LocalState::open(dir, &w.store, &m.stores.resources, (0, 0)).unwrap();
-        let agg = open_window_aggregate(
-            &local.store,
-            &w.window,
-            w.functions.clone(),
-            w.key_name.clone(),
-            m.stores.cache_bytes,
-        )
-        .unwrap();
+        let agg = w.open(&local.store, m.stores.cache_bytes).unwrap();
         let mut task = Task::new(p, metrics.task_counters(p));
         task.topics.push(TOPIC.into());
         task.run(Active {

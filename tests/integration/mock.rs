@@ -35,3 +35,75 @@ fn mock_a_worker_process_computes_hourly_averages_through_the_mock_cluster() {
     });
     assert_eq!(worker.stop(), 0);
 }
+
+/// A csv sink writes each hourly result as one CSV line: the key, the window's bounds, then one
+/// column per aggregate function, in the job's order; every window once, with the oracle's figures.
+#[test]
+fn mock_a_csv_sink_writes_every_hourly_result_as_one_csv_line() {
+    let kafka = Kafka::mock();
+    let b = kafka.bootstrap();
+    let name = unique("mock-csv");
+    let (input, output) = (format!("{name}-in"), format!("{name}-out"));
+    kafka.create_topic(&input, 2);
+    kafka.create_topic(&output, 2);
+    kafka.create_topic(&format!("{name}-hourly_avg-changelog"), 2);
+    let readings: Vec<_> = GeneratorSpec {
+        meters: 6,
+        hours: 2,
+        readings_per_hour: 4,
+        ..Default::default()
+    }
+    .readings()
+    .collect();
+    produce_readings(&b, &input, &readings);
+    let dir = tempfile::tempdir().unwrap();
+    let job = write_job(
+        dir.path(),
+        &name,
+        &input,
+        &output,
+        &[(
+            "format = \"json\"\n\n[state]",
+            "format = \"csv\"\n\n[state]",
+        )],
+    );
+    let worker = Worker::start(&job, &b, &dir.path().join("state"));
+    let expected = oracle(&readings);
+    let parse = |msgs: &[rdkafka::message::OwnedMessage]| {
+        let mut out: Vec<((String, i64), Hourly)> = Vec::new();
+        for m in msgs {
+            use rdkafka::Message;
+            let line = std::str::from_utf8(m.payload().unwrap()).unwrap();
+            // meter_id, window_start, window_end, window_start_ms, window_end_ms, avg, count, min, max
+            let cols: Vec<&str> = line.split(',').collect();
+            assert_eq!(cols.len(), 9, "one column per field: {line:?}");
+            assert_eq!(
+                m.key(),
+                Some(cols[0].as_bytes()),
+                "keyed by the meter: {line:?}"
+            );
+            assert!(cols[1].ends_with(":00:00.000Z"), "RFC 3339 start: {line:?}");
+            let num = |i: usize| cols[i].parse::<f64>().unwrap();
+            out.push((
+                (cols[0].to_string(), cols[3].parse().unwrap()),
+                Hourly {
+                    avg: num(5),
+                    count: cols[6].parse().unwrap(),
+                    min: num(7),
+                    max: num(8),
+                },
+            ));
+        }
+        out
+    };
+    await_until(Duration::from_secs(60), "every hourly result", || {
+        parse(&read_to_end(&b, &output)).len() >= expected.len()
+    });
+    let results = parse(&read_to_end(&b, &output));
+    assert_eq!(results.len(), expected.len(), "each window once");
+    for (k, got) in &results {
+        let want = &expected[k];
+        assert!(got.same_as(want), "{k:?}: {got:?}, expected {want:?}");
+    }
+    assert_eq!(worker.stop(), 0);
+}

@@ -207,17 +207,28 @@ fn counts_after_closing(m: &mut TaskManager, p: i32) -> Vec<(String, u64)> {
 const P0: &[(i64, &str, i64, f64)] = &[(0, "m1", 1, 1.0), (1, "m1", 2, 2.0), (2, "m2", 3, 3.0)];
 const P1: &[(i64, &str, i64, f64)] = &[(0, "m3", 1, 4.0), (1, "m3", 5, 5.0)];
 
-#[test]
-fn an_aborted_cycle_reaches_no_store_and_every_task_reads_again_from_its_committed_offsets() {
+/// Two running tasks (partitions 0 and 1) fed `P0` and `P1`, their offsets not yet committed; the
+/// first commit asked for answers `first` (or commits).
+fn fed_pair(
+    transactional: bool,
+    first: Option<Outcome>,
+) -> (tempfile::TempDir, TaskManager, Shared, GroupConsumer) {
     let dir = tempfile::tempdir().unwrap();
-    let (mut m, seen) = manager(dir.path(), &[0, 1], true);
+    let (mut m, seen) = manager(dir.path(), &[0, 1], transactional);
     let c = consumer(dir.path());
     feed(&mut m, 0, P0);
     feed(&mut m, 1, P1);
-    seen.lock()
-        .unwrap()
-        .script
-        .push_back(Outcome::Aborted("the transaction was aborted".into()));
+    seen.lock().unwrap().script.extend(first);
+    (dir, m, seen, c)
+}
+
+fn aborted() -> Option<Outcome> {
+    Some(Outcome::Aborted("the transaction was aborted".into()))
+}
+
+#[test]
+fn an_aborted_cycle_reaches_no_store_and_every_task_reads_again_from_its_committed_offsets() {
+    let (_dir, mut m, seen, c) = fed_pair(true, aborted());
     let cycle = m.commit(&c, None).unwrap();
     assert!(matches!(cycle, Cycle::Aborted(_)));
     assert_eq!(seen.lock().unwrap().commits, [vec![(0, 3), (1, 2)]]);
@@ -286,11 +297,7 @@ fn a_rebalance_during_the_cycle_applies_nothing_and_rewinds_in_place() {
 
 #[test]
 fn a_revocation_commits_the_leaving_tasks_alone_under_at_least_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut m, seen) = manager(dir.path(), &[0, 1], false);
-    let c = consumer(dir.path());
-    feed(&mut m, 0, P0);
-    feed(&mut m, 1, P1);
+    let (dir, mut m, seen, c) = fed_pair(false, None);
     m.revoke(&c, &[1], false).unwrap();
     assert_eq!(seen.lock().unwrap().commits, [vec![(1, 2)]]);
     assert_eq!(seen.lock().unwrap().sink_committed, [vec![(1, 2)]]);
@@ -307,11 +314,7 @@ fn a_revocation_commits_the_leaving_tasks_alone_under_at_least_once() {
 
 #[test]
 fn a_revocation_under_exactly_once_commits_every_task_in_the_transaction() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut m, seen) = manager(dir.path(), &[0, 1], true);
-    let c = consumer(dir.path());
-    feed(&mut m, 0, P0);
-    feed(&mut m, 1, P1);
+    let (_dir, mut m, seen, c) = fed_pair(true, None);
     m.revoke(&c, &[1], false).unwrap();
     // The open transaction holds both tasks' output: both tasks' offsets go with it.
     assert_eq!(seen.lock().unwrap().commits, [vec![(0, 3), (1, 2)]]);
@@ -322,15 +325,7 @@ fn a_revocation_under_exactly_once_commits_every_task_in_the_transaction() {
 
 #[test]
 fn a_revocation_whose_commit_aborts_rewinds_the_tasks_that_stay() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut m, seen) = manager(dir.path(), &[0, 1], true);
-    let c = consumer(dir.path());
-    feed(&mut m, 0, P0);
-    feed(&mut m, 1, P1);
-    seen.lock()
-        .unwrap()
-        .script
-        .push_back(Outcome::Aborted("the transaction was aborted".into()));
+    let (dir, mut m, seen, c) = fed_pair(true, aborted());
     m.revoke(&c, &[1], false).unwrap();
     assert!(!m.tasks.contains_key(&1));
     assert!(store_is_empty(&m, 0));
@@ -348,11 +343,7 @@ fn a_revocation_whose_commit_aborts_rewinds_the_tasks_that_stay() {
 
 #[test]
 fn lost_partitions_commit_nothing_and_under_exactly_once_rewind_every_task() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut m, seen) = manager(dir.path(), &[0, 1], true);
-    let c = consumer(dir.path());
-    feed(&mut m, 0, P0);
-    feed(&mut m, 1, P1);
+    let (_dir, mut m, seen, c) = fed_pair(true, None);
     m.revoke(&c, &[1], true).unwrap();
     assert!(seen.lock().unwrap().commits.is_empty());
     assert!(!m.tasks.contains_key(&1));

@@ -340,6 +340,18 @@ pub struct ProcessingConfig {
     #[serde(default)]
     pub bad_records: BadRecordPolicy,
     pub dead_letter_topic: Option<String>,
+    /// Exactly-once: how long the transaction coordinator lets a transaction stay open before it
+    /// aborts it (`transaction.timeout.ms`). `None`: three commit intervals, at least 10 s.
+    pub transaction_timeout: Option<Duration>,
+}
+
+impl ProcessingConfig {
+    /// The transaction timeout the producer gets, unless `kafka.properties` sets one.
+    pub fn transaction_timeout_ms(&self) -> u64 {
+        self.transaction_timeout
+            .map(|d| d.as_millis())
+            .unwrap_or_else(|| (self.commit_interval.as_millis() * 3).max(10_000))
+    }
 }
 
 impl Default for ProcessingConfig {
@@ -349,6 +361,7 @@ impl Default for ProcessingConfig {
             commit_interval: default_commit_interval(),
             bad_records: BadRecordPolicy::default(),
             dead_letter_topic: None,
+            transaction_timeout: None,
         }
     }
 }

@@ -392,14 +392,14 @@ pub const TUNABLE_DEFAULTS: &[Tunable] = &[
         aliases: &[],
         client: Client::Producer,
         default: None,
-        how: "exactly-once: three commit intervals, at least 10000",
+        how: "exactly-once: `processing.transaction_timeout`, by default three commit intervals, at least 10000",
     },
     Tunable {
         name: "session.timeout.ms",
         aliases: &[],
         client: Client::Consumer,
         default: None,
-        how: "runtime.session_timeout (WEIR_SESSION_TIMEOUT), 10 s by default",
+        how: "runtime.session_timeout (WEIR_SESSION_TIMEOUT): 10 s by default, 30 s for a static member",
     },
     Tunable {
         name: "heartbeat.interval.ms",
@@ -407,6 +407,13 @@ pub const TUNABLE_DEFAULTS: &[Tunable] = &[
         client: Client::Consumer,
         default: None,
         how: "a fifth of the session timeout, at least 100",
+    },
+    Tunable {
+        name: "reconnect.backoff.max.ms",
+        aliases: &[],
+        client: Client::Every,
+        default: Some("1000"),
+        how: "a broker that restarted is reconnected to within a second (librdkafka waits up to 10 s)",
     },
     Tunable {
         name: "statistics.interval.ms",

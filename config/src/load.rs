@@ -451,6 +451,20 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
             "commit_interval must be greater than zero".into(),
         );
     }
+    if let Some(t) = p.transaction_timeout {
+        // A transaction is open for a commit interval, then committed; a revocation commits
+        // within it. Less than three intervals leaves no room for a slow commit or a rebalance.
+        if t.as_millis() < 3 * p.commit_interval.as_millis() {
+            report(
+                locate(text, "processing", "transaction_timeout"),
+                format!(
+                    "transaction_timeout ({}) must be at least three commit intervals ({} ms): a transaction stays open for an interval and its commit",
+                    t,
+                    3 * p.commit_interval.as_millis()
+                ),
+            );
+        }
+    }
     match (p.bad_records, &p.dead_letter_topic) {
         (BadRecordPolicy::DeadLetter, None) => {
             report(locate(text, "processing", "bad_records"), "bad_records = \"dead_letter\" needs `dead_letter_topic`".into())

@@ -3,6 +3,9 @@
 
 use crate::{Duration, Job};
 
+/// The session timeout of a static member (`instance_id` set) unless one is given.
+pub const STATIC_SESSION_TIMEOUT_MS: u64 = 30_000;
+
 /// Settings given on the command line (`None` = not given).
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeOverrides {
@@ -65,14 +68,23 @@ impl RuntimeConfig {
                 .map(|v| v.parse::<u64>().map_err(|e| format!("{name}: {e}")))
                 .transpose()
         };
+        // A static member that restarts takes its partitions back without a rebalance as long
+        // as its session lasts; so does one whose group coordinator restarts (KIP-345). 10 s
+        // is shorter than a broker restart, and a coordinator that loads the group after its
+        // members' sessions ran out fences them by their own instance id.
+        let session_timeout = parse_duration("WEIR_SESSION_TIMEOUT")?
+            .or(r.session_timeout)
+            .unwrap_or(Duration::from_millis(if instance_id.is_some() {
+                STATIC_SESSION_TIMEOUT_MS
+            } else {
+                10_000
+            }));
         Ok(RuntimeConfig {
             brokers,
             state_dir,
             http,
             instance_id,
-            session_timeout: parse_duration("WEIR_SESSION_TIMEOUT")?
-                .or(r.session_timeout)
-                .unwrap_or(Duration::from_millis(10_000)),
+            session_timeout,
             block_cache_bytes: parse_bytes("WEIR_BLOCK_CACHE_BYTES")?
                 .or(r.block_cache_bytes)
                 .unwrap_or(64 << 20),

@@ -530,8 +530,8 @@ mod tests {
         assert_eq!(
             errors(text),
             [
-                "job.toml:7:1: unknown key `bogus_option_xyz`; expected one of guarantee, commit_interval, bad_records, dead_letter_topic",
-                "job.toml:8:1: unknown key `another_bogus_key_abc`; expected one of guarantee, commit_interval, bad_records, dead_letter_topic",
+                "job.toml:7:1: unknown key `bogus_option_xyz`; expected one of guarantee, commit_interval, bad_records, dead_letter_topic, transaction_timeout",
+                "job.toml:8:1: unknown key `another_bogus_key_abc`; expected one of guarantee, commit_interval, bad_records, dead_letter_topic, transaction_timeout",
             ]
         );
     }

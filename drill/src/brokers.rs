@@ -123,6 +123,27 @@ pub fn list(kafka_dir: &Path) -> anyhow::Result<Vec<Broker>> {
         .collect()
 }
 
+/// The broker whose process has run longest: restarting the oldest each time is a rolling restart
+/// of every broker in turn.
+pub fn oldest(kafka_dir: &Path) -> anyhow::Result<Broker> {
+    list(kafka_dir)?
+        .into_iter()
+        .min_by_key(|b| (start_ticks(b.pid), b.pid))
+        .context("no live broker")
+}
+
+/// When the process started, in clock ticks since boot (`/proc/PID/stat`, field 22).
+fn start_ticks(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.rsplit(") ").next()?.to_string();
+            // `rest` starts at field 3 (state); starttime is field 22.
+            rest.split_whitespace().nth(19)?.parse().ok()
+        })
+        .unwrap_or(u64::MAX)
+}
+
 /// The broker with this node id.
 pub fn find(kafka_dir: &Path, node_id: i32) -> anyhow::Result<Broker> {
     let all = list(kafka_dir)?;

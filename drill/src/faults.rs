@@ -166,26 +166,34 @@ impl Drill<'_> {
                     self.check_brokers();
                     std::thread::sleep(Duration::from_millis(200));
                 }
-                let node = match broker {
-                    BrokerRef::Node(n) => *n,
-                    BrokerRef::Role(_) => self
-                        .probe
-                        .leader(&self.names.input, 0)
-                        .context("no leader for input partition 0")?,
+                let targets = match broker {
+                    BrokerRef::Node(n) => vec![brokers::find(&dir, *n)?],
+                    BrokerRef::Role(r) if r == "all" => brokers::list(&dir)?,
+                    BrokerRef::Role(r) if r == "oldest" => vec![brokers::oldest(&dir)?],
+                    BrokerRef::Role(_) => {
+                        let node = self
+                            .probe
+                            .leader(&self.names.input, 0)
+                            .context("no leader for input partition 0")?;
+                        vec![brokers::find(&dir, node)?]
+                    }
                 };
-                let b = brokers::find(&dir, node)?;
                 let baseline = self.committed_now();
                 let at_s = self.now_s();
-                brokers::kill(&b, *signal == BrokerSignal::Term)?;
-                self.progress.event(&format!(
-                    "broker {node} (pid {}) {}",
-                    b.pid,
-                    if *signal == BrokerSignal::Term {
-                        "stopped (SIGTERM)"
-                    } else {
-                        "killed (SIGKILL)"
-                    }
-                ));
+                for b in &targets {
+                    brokers::kill(b, *signal == BrokerSignal::Term)?;
+                    self.progress.event(&format!(
+                        "broker {} (pid {}) {}",
+                        b.node_id,
+                        b.pid,
+                        if *signal == BrokerSignal::Term {
+                            "stopped (SIGTERM)"
+                        } else {
+                            "killed (SIGKILL)"
+                        }
+                    ));
+                }
+                let nodes: Vec<String> = targets.iter().map(|b| b.node_id.to_string()).collect();
                 let run = self.record(
                     fault,
                     at_s,
@@ -193,18 +201,20 @@ impl Drill<'_> {
                         partitions: (0..n as i32).collect(),
                         baseline,
                     },
-                    vec![format!("node {node}")],
+                    vec![format!("node {}", nodes.join(", "))],
                 );
                 let delay = restart_after
                     .map(|d| d.std())
                     .unwrap_or(Duration::from_secs(5));
-                self.schedule(
-                    Instant::now() + delay,
-                    Action::BrokerStart {
-                        fault: run,
-                        broker: b,
-                    },
-                );
+                for b in targets {
+                    self.schedule(
+                        Instant::now() + delay,
+                        Action::BrokerStart {
+                            fault: run,
+                            broker: b,
+                        },
+                    );
+                }
             }
         }
         Ok(())

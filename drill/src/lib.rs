@@ -34,6 +34,7 @@ mod plot;
 pub mod probe;
 mod progress;
 mod report;
+mod resources;
 mod run;
 pub mod scenario;
 mod timeline;

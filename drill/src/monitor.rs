@@ -4,7 +4,7 @@
 //! restores).
 
 use super::cluster::Probe;
-use crate::probe::{http_get, task_states, Patience};
+use crate::probe::{http_get, metric_sum, task_states, Patience};
 use crate::workers::Endpoints;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -19,6 +19,11 @@ pub const INTERVAL: Duration = Duration::from_millis(250);
 pub struct WorkerView {
     /// Partition -> task state (2 = running).
     pub tasks: BTreeMap<i32, i64>,
+    /// The process's `process_resident_memory_bytes`, `process_open_fds` and
+    /// `process_start_time_seconds` (which tells a restarted process from the one before).
+    pub rss: i64,
+    pub fds: i64,
+    pub started: i64,
 }
 
 impl WorkerView {
@@ -186,6 +191,9 @@ fn run(w: Watch, probe: Probe, data: Arc<Mutex<Data>>, stop: Arc<AtomicBool>) {
                 let body = http_get(e.http.as_ref()?, "/metrics", Patience::BRIEF)?.1;
                 Some(WorkerView {
                     tasks: task_states(&body),
+                    rss: metric_sum(&body, "process_resident_memory_bytes") as i64,
+                    fds: metric_sum(&body, "process_open_fds") as i64,
+                    started: metric_sum(&body, "process_start_time_seconds") as i64,
                 })
             })
             .collect();

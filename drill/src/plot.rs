@@ -162,6 +162,7 @@ mod tests {
             restores_wiped: 0,
             restored_partitions: vec![],
             broker_back_s: None,
+            resumed_after_back_s: None,
             notes: vec![],
         };
         write(&path, "test", &samples, &[fault]).unwrap();

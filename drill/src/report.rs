@@ -54,6 +54,11 @@ pub struct FaultReport {
     pub restored_partitions: Vec<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker_back_s: Option<f64>,
+    /// broker_restart: from the broker being back to every partition committed again (the end
+    /// of the outage to the first new committed output; negative when commits went on while a
+    /// broker of several was away).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumed_after_back_s: Option<f64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -192,6 +197,9 @@ pub fn analyse(
                 restores_wiped: wiped[i],
                 restored_partitions: restored,
                 broker_back_s: f.broker_back_s.map(|b| round(b, 2)),
+                resumed_after_back_s: end
+                    .zip(f.broker_back_s)
+                    .map(|(e, b)| round(e - f.at_s - b, 2)),
                 notes: std::mem::take(&mut notes[i]),
             }
         })
@@ -235,6 +243,10 @@ pub struct Report {
     pub workers_stopped_cleanly: bool,
     pub examples: Vec<String>,
     pub worker_errors: Vec<String>,
+    /// Each worker process's memory and open files (see `resources.rs`).
+    pub resources: Vec<crate::resources::ProcessResources>,
+    /// The scenario's limit on their growth after warm-up, when it judges them.
+    pub max_growth_pct: Option<f64>,
     pub work_dir: String,
 }
 
@@ -248,7 +260,18 @@ impl Report {
         self.windows_unexpected = v.windows_unexpected;
         self.output_records_unreadable = v.output_records_unreadable;
         self.examples = v.examples.clone();
-        self.verified = v.verified(exactly_once) && self.drained;
+        self.verified = v.verified(exactly_once) && self.drained && self.resources_within_limit();
+    }
+
+    /// No judged process grew by more than the limit (true without a limit).
+    pub fn resources_within_limit(&self) -> bool {
+        let Some(limit) = self.max_growth_pct else {
+            return true;
+        };
+        self.resources
+            .iter()
+            .filter_map(|r| r.growth_pct())
+            .all(|g| g <= limit)
     }
 
     /// The summary for people.
@@ -274,9 +297,12 @@ impl Report {
         );
         let _ = writeln!(s, "  faults:");
         for f in &self.faults {
-            let recovery = match f.recovery_s {
-                Some(r) => format!("recovered in {r:.2} s"),
-                None => "recovery not measured".into(),
+            let recovery = match (f.recovery_s, f.broker_back_s, f.resumed_after_back_s) {
+                (Some(r), Some(b), Some(after)) => format!(
+                    "recovered in {r:.2} s (broker back after {b:.2} s, commits {after:+.2} s after that)"
+                ),
+                (Some(r), _, _) => format!("recovered in {r:.2} s"),
+                (None, _, _) => "recovery not measured".into(),
             };
             let restore = match f.restore_records_per_s {
                 Some(rate) => format!(
@@ -343,6 +369,34 @@ impl Report {
             let _ = writeln!(
                 s,
                 "  not every worker stopped cleanly at the end (exit code other than 0)"
+            );
+        }
+        for r in &self.resources {
+            let growth = |g: Option<f64>| g.map_or("-".to_string(), |g| format!("{g:+.1} %"));
+            let _ = writeln!(
+                s,
+                "  w{} {:.0}-{:.0} s: RSS peak {:.1} MiB, {:?} -> {:?} MiB ({}), open files {:?} -> {:?} ({})",
+                r.worker,
+                r.from_s,
+                r.to_s,
+                r.rss_peak_mib,
+                r.rss_after_warmup_mib.unwrap_or(0.0),
+                r.rss_end_mib.unwrap_or(0.0),
+                growth(r.rss_growth_pct),
+                r.fds_after_warmup.unwrap_or(0),
+                r.fds_end.unwrap_or(0),
+                growth(r.fds_growth_pct),
+            );
+        }
+        if let Some(limit) = self.max_growth_pct {
+            let _ = writeln!(
+                s,
+                "  resources: growth after warm-up {} the {limit} % limit",
+                if self.resources_within_limit() {
+                    "within"
+                } else {
+                    "BEYOND"
+                }
             );
         }
         let _ = writeln!(s, "  worker logs and state: {}", self.work_dir);

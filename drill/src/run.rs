@@ -334,6 +334,19 @@ pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
             .iter()
             .map(|(w, l)| format!("w{w}: {l}"))
             .collect(),
+        resources: crate::resources::analyse(
+            &data.samples,
+            plan.scenario
+                .resources
+                .as_ref()
+                .map_or(0.0, |r| r.warmup.std().as_secs_f64() * plan.time_scale),
+        ),
+        max_growth_pct: plan
+            .scenario
+            .resources
+            .as_ref()
+            .filter(|r| !plan.quick || r.judge_quick)
+            .map(|r| r.max_growth_pct),
         work_dir: work.path().display().to_string(),
     };
     report.apply(&verdict, exactly_once);

@@ -45,6 +45,8 @@ pub struct Scenario {
     /// How `--quick` shrinks the drill.
     #[serde(default)]
     pub quick: Quick,
+    /// A soak's judgement of the workers' memory and open files.
+    pub resources: Option<Resources>,
     /// The timeline, as `[[fault]]` tables.
     #[serde(default, rename = "fault")]
     pub faults: Vec<Spanned<Fault>>,
@@ -52,6 +54,21 @@ pub struct Scenario {
 
 fn default_partitions() -> Spanned<u32> {
     Spanned::new(0..0, 6)
+}
+
+/// How much a worker process's memory and open files may grow after its warm-up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// The start of a process's life that does not count (caches and memtables filling);
+    /// `--quick` scales it with the timeline.
+    pub warmup: Duration,
+    /// The limit, in percent, on growth from just after the warm-up to the end of the process's
+    /// life (medians of the first and the last quarter of what follows the warm-up).
+    pub max_growth_pct: f64,
+    /// Whether `--quick` judges growth too (a short run may still be filling its caches).
+    #[serde(default)]
+    pub judge_quick: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,7 +151,9 @@ impl Damage {
 pub enum BrokerRef {
     /// A node id (`node.id` of the broker's server.properties).
     Node(i32),
-    /// `"leader"`: the leader of input partition 0 at the time of the fault.
+    /// `"leader"`: the leader of input partition 0 at the time of the fault; `"oldest"`: the
+    /// broker that has run longest (one after another, a rolling restart); `"all"`: every broker
+    /// (an outage of the whole cluster).
     Role(String),
 }
 
@@ -357,6 +376,8 @@ pub struct Plan {
     /// Faults in time order.
     pub faults: Vec<Fault>,
     pub quick: bool,
+    /// What every time of the timeline was multiplied by (1 unless `--quick`).
+    pub time_scale: f64,
 }
 
 impl Plan {
@@ -502,10 +523,10 @@ pub fn parse(path: &Path, text: &str, quick: bool) -> Result<Plan, ConfigErrors>
             Fault::BrokerRestart {
                 broker: BrokerRef::Role(r),
                 ..
-            } if r != "leader" => {
+            } if !["leader", "oldest", "all"].contains(&r.as_str()) => {
                 report(
                     span.clone(),
-                    format!("broker_restart: broker = {r:?}: write a node id (e.g. 2) or \"leader\" (the leader of input partition 0)"),
+                    format!("broker_restart: broker = {r:?}: write a node id (e.g. 2), \"leader\" (the leader of input partition 0), \"oldest\" (the broker that has run longest) or \"all\""),
                 );
             }
             _ => {}
@@ -541,6 +562,7 @@ pub fn parse(path: &Path, text: &str, quick: bool) -> Result<Plan, ConfigErrors>
         faults: faults.into_iter().map(|(_, f)| f).collect(),
         scenario,
         quick,
+        time_scale: scale,
     })
 }
 

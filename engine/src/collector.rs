@@ -4,9 +4,10 @@
 //! that a commit never claims records Kafka did not take) and, per changelog partition, the offset
 //! after the last record written, which the task's next checkpoint records.
 
+use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{DeliveryResult, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use std::collections::HashMap;
@@ -37,11 +38,43 @@ impl<'a> Outgoing<'a> {
 
 pub struct RecordCollector {
     producer: BaseProducer<Deliveries>,
+    /// What the producer was made from, for [`RecordCollector::renew`].
+    config: ClientConfig,
+    changelog: Option<String>,
 }
 
 impl RecordCollector {
-    pub fn new(producer: BaseProducer<Deliveries>) -> RecordCollector {
-        RecordCollector { producer }
+    /// A collector whose producer is made from `config`; `changelog` is the topic whose delivered
+    /// offsets are tracked.
+    pub fn create(
+        config: ClientConfig,
+        changelog: Option<String>,
+    ) -> Result<RecordCollector, KafkaError> {
+        let producer = config.create_with_context(Deliveries::new(changelog.clone()))?;
+        Ok(RecordCollector {
+            producer,
+            config,
+            changelog,
+        })
+    }
+
+    /// Replaces a producer that can no longer be used (fenced, its epoch bumped by a transaction
+    /// timeout) by a new one from the same configuration, hence with the same transactional id:
+    /// what was queued is dropped (it belonged to a transaction that will never commit); what was
+    /// learnt of the changelog's offsets is kept.
+    pub fn renew(&mut self) -> Result<(), KafkaError> {
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        self.producer.poll(Duration::from_millis(100));
+        let fresh: BaseProducer<Deliveries> = self
+            .config
+            .create_with_context(Deliveries::new(self.changelog.clone()))?;
+        {
+            let old = self.producer.context().state.lock().unwrap();
+            fresh.context().state.lock().unwrap().changelog_next = old.changelog_next.clone();
+        }
+        self.producer = fresh;
+        Ok(())
     }
 
     /// Sends one record, waiting (and serving delivery reports) while the producer queue is full.
@@ -74,6 +107,15 @@ impl RecordCollector {
     /// The first delivery failure since the last call, if any.
     pub fn take_failure(&self) -> Option<String> {
         self.producer.context().take_failure()
+    }
+
+    /// The producer's fatal error (fenced, its epoch bumped), if it has one: it can send nothing
+    /// more, and only [`RecordCollector::renew`] helps.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.producer
+            .client()
+            .fatal_error()
+            .map(|(code, why)| format!("{code}: {why}"))
     }
 
     /// The offset after the last changelog record delivered to `partition` by this process.

@@ -52,8 +52,9 @@ impl From<anyhow::Error> for StepError {
 }
 
 pub(crate) trait CommitStep {
-    /// Called once before the first record is produced.
-    fn start(&mut self, out: &RecordCollector) -> anyhow::Result<()>;
+    /// Called before the first record is produced, and again after the producer was renewed.
+    /// Waits (not ready) while Kafka is away.
+    fn start(&mut self, out: &RecordCollector, health: &Health) -> anyhow::Result<()>;
     fn commit(
         &mut self,
         out: &RecordCollector,
@@ -63,7 +64,20 @@ pub(crate) trait CommitStep {
     ) -> Result<Outcome, StepError>;
     /// After an aborted cycle: make the producer usable again.
     fn recover(&mut self, out: &RecordCollector) -> Result<(), StepError>;
+
+    /// After [`StepError::Fenced`]: a new producer with the same identity in place of the old
+    /// one, started again (under exactly-once `init_transactions` fences whatever else holds the
+    /// transactional id and aborts the transaction it left open).
+    fn renew(&mut self, out: &mut RecordCollector, health: &Health) -> anyhow::Result<()> {
+        out.renew()
+            .map_err(|e| anyhow::anyhow!("creating a new producer: {e}"))?;
+        self.start(out, health)
+    }
 }
+
+/// How long one blocking call to Kafka may hold the worker's thread before it serves its loop
+/// (liveness, readiness) and calls again.
+const CALL_SLICE: Duration = Duration::from_secs(5);
 
 /// Flushes the producer, waiting (and reporting not-ready) while Kafka does not acknowledge.
 fn flush(producer: &BaseProducer<Deliveries>, health: &Health) -> anyhow::Result<()> {
@@ -73,6 +87,8 @@ fn flush(producer: &BaseProducer<Deliveries>, health: &Health) -> anyhow::Result
             Ok(()) => break,
             Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {
                 waited += 5;
+                // Waiting on Kafka is no stuck loop.
+                health.beat();
                 tracing::warn!(
                     "Kafka has not acknowledged {} records for {waited}s; still waiting",
                     producer.in_flight_count()
@@ -116,7 +132,7 @@ pub(crate) fn coordinator_unavailable(code: RDKafkaErrorCode) -> bool {
 pub(crate) struct AtLeastOnce;
 
 impl CommitStep for AtLeastOnce {
-    fn start(&mut self, _: &RecordCollector) -> anyhow::Result<()> {
+    fn start(&mut self, _: &RecordCollector, _: &Health) -> anyhow::Result<()> {
         Ok(())
     }
 
@@ -165,6 +181,7 @@ impl CommitStep for AtLeastOnce {
                 {
                     tracing::warn!("offset commit: {code}; retrying");
                     health.set_fatal(format!("offset commit: {code}; retrying"));
+                    health.beat();
                     retried = true;
                     std::thread::sleep(COORDINATOR_RETRY_PAUSE);
                 }
@@ -199,7 +216,15 @@ fn classify(what: &str, e: KafkaError) -> TxnError {
         KafkaError::Transaction(t) if t.txn_requires_abort() && !t.is_fatal() => {
             TxnError::Abortable(format!("transaction aborted: {what}: {e}"))
         }
-        // Fatal for the producer (fenced by a newer instance, epoch invalid).
+        // A missing ACL is no fence: a new producer would fail the same way.
+        KafkaError::Transaction(t)
+            if t.is_fatal() && crate::kafka_errors::is_authorization(t.code()) =>
+        {
+            TxnError::Stop(StepError::Fatal(anyhow::anyhow!("{what}: {e}")))
+        }
+        // Fatal for the producer: its epoch was bumped, by the coordinator aborting a
+        // transaction that outlived the transaction timeout, or by a newer producer with the
+        // same transactional id. Which one only the group can tell (see `Fenced`).
         KafkaError::Transaction(t) if t.is_fatal() => {
             TxnError::Stop(StepError::Fenced(format!("{what}: {e}")))
         }
@@ -216,37 +241,77 @@ impl From<TxnError> for Result<Outcome, StepError> {
     }
 }
 
-/// Retries a transactional call while librdkafka says it is retriable.
-fn retrying(what: &str, mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), TxnError> {
+/// Retries a transactional call, each try bounded by [`CALL_SLICE`], while librdkafka says it is
+/// retriable (a timeout is: the call goes on where it stood). Meanwhile the worker is live and
+/// not ready. A wait longer than the transaction timeout ends in a fence once Kafka is back,
+/// which the worker recovers from.
+fn retrying(
+    what: &str,
+    health: &Health,
+    mut call: impl FnMut(Timeout) -> Result<(), KafkaError>,
+) -> Result<(), TxnError> {
+    let started = std::time::Instant::now();
+    let mut result = Ok(());
+    let mut waited = false;
     loop {
-        match call() {
-            Ok(()) => return Ok(()),
+        match call(Timeout::After(CALL_SLICE)) {
+            Ok(()) => break,
             Err(KafkaError::Transaction(t)) if t.is_retriable() => {
-                tracing::warn!("{what}: {t}; retrying")
+                let secs = started.elapsed().as_secs();
+                tracing::warn!("{what}: {t}; retrying ({secs}s so far)");
+                health.set_fatal(format!("{what}: waiting {secs}s for Kafka"));
+                health.beat();
+                waited = true;
             }
-            Err(e) => return Err(classify(what, e)),
+            Err(e) => {
+                result = Err(classify(what, e));
+                break;
+            }
         }
     }
+    if waited {
+        health.clear_fatal();
+    }
+    result
 }
 
 impl CommitStep for ExactlyOnce {
-    fn start(&mut self, out: &RecordCollector) -> anyhow::Result<()> {
+    fn start(&mut self, out: &RecordCollector, health: &Health) -> anyhow::Result<()> {
         let producer = out.producer();
-        // Fences any older instance with the same transactional id and aborts its open transaction.
-        producer
-            .init_transactions(Duration::from_secs(60))
-            .map_err(|e| {
-                match e.rdkafka_error_code().and_then(|code| {
-                    crate::kafka_errors::explain_authorization(
-                        code,
-                        &format!("TransactionalId:{}", self.transactional_id),
-                        "WRITE",
-                    )
-                }) {
-                    Some(why) => anyhow::anyhow!("initialising transactions: {why}"),
-                    None => anyhow::anyhow!("initialising transactions: {e}"),
+        // Fences any older instance with the same transactional id and aborts its open
+        // transaction; waits while the transaction coordinator is away.
+        let started = std::time::Instant::now();
+        let mut waited = false;
+        loop {
+            match producer.init_transactions(CALL_SLICE) {
+                Ok(()) => break,
+                Err(KafkaError::Transaction(t)) if t.is_retriable() => {
+                    let secs = started.elapsed().as_secs();
+                    tracing::warn!("initialising transactions: {t}; retrying ({secs}s so far)");
+                    health.set_fatal(format!(
+                        "initialising transactions: waiting {secs}s for Kafka"
+                    ));
+                    health.beat();
+                    waited = true;
                 }
-            })?;
+                Err(e) => {
+                    let why = e.rdkafka_error_code().and_then(|code| {
+                        crate::kafka_errors::explain_authorization(
+                            code,
+                            &format!("TransactionalId:{}", self.transactional_id),
+                            "WRITE",
+                        )
+                    });
+                    anyhow::bail!(
+                        "initialising transactions: {}",
+                        why.unwrap_or(e.to_string())
+                    )
+                }
+            }
+        }
+        if waited {
+            health.clear_fatal();
+        }
         producer
             .begin_transaction()
             .map_err(|e| anyhow::anyhow!("beginning a transaction: {e}"))
@@ -305,17 +370,14 @@ impl ExactlyOnce {
                     "the consumer has no group metadata"
                 )))
             })?;
-            retrying("sending offsets to the transaction", || {
-                producer.send_offsets_to_transaction(offsets, &metadata, Timeout::Never)
+            retrying("sending offsets to the transaction", health, |t| {
+                producer.send_offsets_to_transaction(offsets, &metadata, t)
             })?;
         }
         crate::failpoint::hit("eos_before_commit");
-        health.set_fatal("committing a transaction".into());
-        let committed = retrying("committing the transaction", || {
-            producer.commit_transaction(Timeout::Never)
-        });
-        health.clear_fatal();
-        committed?;
+        retrying("committing the transaction", health, |t| {
+            producer.commit_transaction(t)
+        })?;
         if let Some(failure) = out.take_failure() {
             // Cannot happen after a successful commit; if it does, stop rather than guess.
             return Err(TxnError::Stop(StepError::Fatal(anyhow::anyhow!(

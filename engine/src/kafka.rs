@@ -25,6 +25,8 @@ pub fn client_config(brokers: &str, job: &Job) -> ClientConfig {
         "client.id",
         format!("weir-{}", job.name.get_ref()),
     );
+    // A broker that restarted is back in the client's view within a second of listening again.
+    set_default(&mut c, job, "reconnect.backoff.max.ms", "1000");
     c.set("bootstrap.servers", brokers);
     c
 }

@@ -72,6 +72,17 @@ pub fn explain_hopeless(job: &Job, reason: &str) -> String {
 }
 
 /// What a principal lacks when the broker answers `code`, for `what` (e.g. `Topic:orders`).
+/// A missing ACL (no retry, nor a new client, helps).
+pub fn is_authorization(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+    )
+}
+
 pub fn explain_authorization(
     code: RDKafkaErrorCode,
     what: &str,

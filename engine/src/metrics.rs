@@ -27,6 +27,8 @@ pub struct Metrics {
     pub task_state: IntGaugeVec,
     pub tasks: IntGauge,
     pub rebalances: IntCounter,
+    pub producer_renewals: IntCounter,
+    pub consumer_renewals: IntCounter,
     pub state_size: IntGaugeVec,
     pub block_cache_bytes: IntGauge,
     pub write_buffer_bytes: IntGauge,
@@ -64,6 +66,13 @@ impl Metrics {
                 m
             }};
         }
+        // The process's own figures (memory, open files, CPU, threads) under their conventional
+        // `process_*` names, as every Prometheus client exports them: what a soak watches.
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("registered once");
         let buckets = vec![
             0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ];
@@ -86,6 +95,8 @@ impl Metrics {
             task_state: reg!(IntGaugeVec::new(opts("weir_task_state", "Task state: 0 created, 1 restoring, 2 running, 3 suspended, 4 closed, 5 failed.", job), p).unwrap()),
             tasks: reg!(IntGauge::with_opts(opts("weir_tasks", "Tasks (input partitions) assigned to this worker.", job)).unwrap()),
             rebalances: reg!(IntCounter::with_opts(opts("weir_rebalances_total", "Assignments and revocations received.", job)).unwrap()),
+            producer_renewals: reg!(IntCounter::with_opts(opts("weir_producer_renewals_total", "Producers replaced after a fence (a transaction the coordinator aborted at its timeout, or a twin).", job)).unwrap()),
+            consumer_renewals: reg!(IntCounter::with_opts(opts("weir_consumer_renewals_total", "Group consumers replaced after being fenced by their instance id.", job)).unwrap()),
             state_size: reg!(IntGaugeVec::new(opts("weir_state_size_bytes", "Estimated size of a task's local store.", job), p).unwrap()),
             block_cache_bytes: reg!(IntGauge::with_opts(opts("weir_rocksdb_block_cache_bytes", "Memory used by the worker's shared RocksDB block cache.", job)).unwrap()),
             write_buffer_bytes: reg!(IntGauge::with_opts(opts("weir_rocksdb_write_buffer_bytes", "Memory used by the worker's RocksDB memtables.", job)).unwrap()),

@@ -107,18 +107,74 @@ fn real_drill_corrupted_state_quick_is_verified_and_every_damage_is_detected() {
     }
 }
 
-/// The broker_restart fault on whatever cluster the tests run against: the three-broker cluster
-/// when one runs (a bounce), the single CI broker otherwise (a full outage and recovery).
-#[test]
-fn real_drill_broker_bounce_quick_restarts_a_broker_of_the_test_cluster_and_is_verified() {
+/// A broker drill on whatever cluster the tests run against: the three-broker cluster when one
+/// runs (a bounce), the single CI broker otherwise (a full outage and recovery). Under
+/// exactly-once with static membership: no duplicate, every broker back, and no worker exits on
+/// its own (a fenced producer or consumer is recovered from, not a stop).
+fn assert_broker_drill(scenario: &str) -> Outcome {
     let kafka_dir: PathBuf = repo_root().join(".weir-kafka");
-    let o = assert_verified(
-        "broker-bounce",
-        &["--kafka-dir", kafka_dir.to_str().unwrap()],
-    );
+    let o = assert_verified(scenario, &["--kafka-dir", kafka_dir.to_str().unwrap()]);
+    assert_eq!(o.report["guarantee"], "exactly_once");
+    assert_eq!(o.report["static_membership"], true);
+    assert_eq!(o.report["windows_duplicated"], 0, "{}", o.stdout);
     for f in o.report["faults"].as_array().unwrap() {
         assert!(f["broker_back_s"].is_number(), "the broker came back: {f}");
     }
+    let exited: Vec<&serde_json::Value> = o.report["worker_exits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["expected"] == false)
+        .collect();
+    assert!(
+        exited.is_empty(),
+        "workers exited on their own: {exited:?}\n{}",
+        o.stdout
+    );
+    assert_eq!(o.report["workers_stopped_cleanly"], true, "{}", o.stdout);
+    o
+}
+
+#[test]
+fn real_drill_broker_bounce_quick_restarts_a_broker_of_the_test_cluster_and_is_verified() {
+    assert_broker_drill("broker-bounce");
+}
+
+#[test]
+fn real_drill_an_outage_longer_than_the_transaction_timeout_is_ridden_through_exactly_once() {
+    let o = assert_broker_drill("broker-outage");
+    let f = &o.report["faults"][0];
+    assert!(
+        f["broker_back_s"].as_f64().unwrap() > 10.0,
+        "the outage outlasted the 10 s transaction timeout: {f}"
+    );
+}
+
+#[test]
+fn real_drill_a_rolling_restart_of_the_brokers_is_verified_exactly_once() {
+    let o = assert_broker_drill("broker-rolling-restart");
+    assert_eq!(o.report["faults"].as_array().unwrap().len(), 3);
+}
+
+/// The soak's short version: its kills and bounces verified, and every worker process's memory
+/// and open files sampled (judged only in the full run).
+#[test]
+fn real_drill_soak_quick_is_verified_and_samples_the_workers_resources() {
+    let o = assert_broker_drill("soak");
+    let resources = o.report["resources"].as_array().unwrap();
+    for slot in 0..2 {
+        let r = resources
+            .iter()
+            .find(|r| r["worker"] == slot)
+            .unwrap_or_else(|| panic!("w{slot} sampled: {resources:?}"));
+        assert!(r["samples"].as_u64().unwrap() > 100, "{r}");
+        assert!(r["rss_peak_mib"].as_f64().unwrap() > 1.0, "{r}");
+        assert!(r["rss_growth_pct"].is_number(), "{r}");
+    }
+    assert!(
+        resources.iter().filter(|r| r["worker"] == 2).count() > 1,
+        "the killed worker came back as new processes: {resources:?}"
+    );
 }
 
 #[test]

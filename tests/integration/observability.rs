@@ -67,7 +67,7 @@ fn documented_types() -> BTreeMap<String, String> {
     let text =
         std::fs::read_to_string(crate::harness::repo_root().join("docs/metrics.md")).unwrap();
     text.lines()
-        .filter(|l| l.starts_with("| `weir_"))
+        .filter(|l| l.starts_with("| `weir_") || l.starts_with("| `process_"))
         .map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
             (cells[1].trim_matches('`').to_string(), cells[2].to_string())

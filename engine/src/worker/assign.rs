@@ -38,8 +38,12 @@ impl TaskManager {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
+        // Bounded: the callback holds the worker's thread, and under exactly-once the open
+        // transaction with it. Past the budget the assignment fails and the worker rejoins,
+        // which aborts the transaction before the coordinator would (its timeout).
+        let deadline = Instant::now() + self.assign_budget;
         let committed = consumer
-            .committed_offsets(tpl_of(&input_topics, &new), Duration::from_secs(30))
+            .committed_offsets(tpl_of(&input_topics, &new), self.assign_budget)
             .context("reading the group's committed offsets")?;
         for e in committed.elements() {
             if let (Offset::Offset(off), Some(task)) =
@@ -59,7 +63,7 @@ impl TaskManager {
         };
         let (changelog, store_name) = (window.changelog.clone(), window.store.clone());
         for &p in &new {
-            let bounds = self.restorer.bounds(&changelog, p)?;
+            let bounds = self.restorer.bounds(&changelog, p, deadline)?;
             let dir = TaskDir::lock_patiently(&self.stores.state_dir, &self.job_name, p)?;
             let (local, from) =
                 match LocalState::open(dir, &store_name, &self.stores.resources, bounds) {
@@ -124,14 +128,18 @@ impl TaskManager {
             // Streams does under EOS v2). At-least-once commits the leaving tasks alone.
             let only = (!self.transactional).then_some(partitions.as_slice());
             // Inside a rebalance callback the group cannot be left and rejoined: rewind in place.
-            if let Cycle::Aborted(why) = self.commit(consumer, only)? {
-                self.rewind(consumer, &why)?;
-            }
+            let committed = match self.commit(consumer, only) {
+                Ok(Cycle::Aborted(why)) => self.rewind(consumer, &why),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            self.unless_fenced(committed)?;
             crate::failpoint::hit("after_revoke_commit");
         } else if self.transactional {
             // The lost tasks' uncommitted work is in the open transaction with everyone else's:
             // abort it, and every task goes back to its committed offsets.
-            self.rewind(consumer, "partitions were lost")?;
+            let rewound = self.rewind(consumer, "partitions were lost");
+            self.unless_fenced(rewound)?;
         }
         self.close_tasks(&partitions);
         Ok(())

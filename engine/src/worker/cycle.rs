@@ -147,15 +147,64 @@ impl TaskManager {
         Ok(())
     }
 
-    /// After an aborted commit: give up every task (their state is what was committed) and make
-    /// the producer usable again; the caller then leaves and rejoins the group, so every partition
-    /// is assigned, restored and read again from its committed offset by the ordinary path.
+    /// After an aborted commit or a fence: give up every task (their state is what was
+    /// committed) and make the producer usable again, by an abort or, when it was fenced, by a
+    /// new producer with the same identity; the caller then leaves and rejoins the group, so
+    /// every partition is assigned, restored and read again from its committed offset by the
+    /// ordinary path.
     pub(super) fn restart_after_abort(&mut self) -> Result<(), StepError> {
         self.close_all();
         self.emits.clear();
+        self.repartitioned.clear();
         self.sink.abort();
         self.restorer.stale = true;
-        self.commit_step.recover(&self.collector)
+        if !std::mem::take(&mut self.renew_producer) {
+            match self.commit_step.recover(&self.collector) {
+                Err(StepError::Fenced(why)) => {
+                    tracing::warn!(
+                        "the transaction could not be aborted ({why}): renewing the producer"
+                    )
+                }
+                other => return other,
+            }
+        }
+        self.metrics.producer_renewals.inc();
+        self.commit_step
+            .renew(&mut self.collector, &self.health)
+            .map_err(StepError::Fatal)?;
+        tracing::info!("a new producer took over the transactional id");
+        Ok(())
+    }
+
+    /// The producer can no longer be used: a transaction outlived the transaction timeout (a
+    /// broker outage, a stalled thread) and the coordinator bumped its epoch, or another
+    /// producer took its transactional id. Nothing of the open transaction can commit, and none
+    /// of the tasks' uncommitted work may reach their stores: the worker gives up every task,
+    /// renews the producer (`init_transactions` then fences any real twin) and rejoins, like
+    /// Kafka Streams closing its tasks dirty. A live twin is told by the group (see `rejoin`).
+    pub(crate) fn producer_fenced(&mut self, why: String) {
+        tracing::warn!("the producer was fenced: {why}");
+        self.renew_producer = true;
+        self.rejoin_because
+            .get_or_insert(format!("the producer was fenced ({why})"));
+    }
+
+    /// A fence becomes [`TaskManager::producer_fenced`] (the loop rejoins at its next turn);
+    /// other errors pass.
+    pub(crate) fn unless_fenced(&mut self, r: Result<(), StepError>) -> anyhow::Result<()> {
+        match r {
+            Err(StepError::Fenced(why)) => {
+                self.producer_fenced(why);
+                Ok(())
+            }
+            Err(StepError::Fatal(e)) => Err(e),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// The producer's fatal error, if it has one: every send and commit fails from then on.
+    pub(crate) fn producer_failed(&self) -> Option<String> {
+        self.collector.fatal_error()
     }
 
     /// After an aborted cycle: nothing of it is visible, so every task forgets its uncommitted

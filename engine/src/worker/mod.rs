@@ -16,7 +16,8 @@
 //! - `process.rs`: one record through the job's pipeline into its task, results to the sink;
 //! - `bad_records.rs`: a record that does not decode, by the job's policy;
 //! - `closing.rs`: idle close, batched closing after commits, a failed store;
-//! - `cycle.rs`: the commit cycle, rewind and restart after an abort;
+//! - `cycle.rs`: the commit cycle, rewind and restart after an abort or a fence;
+//! - `rejoin.rs`: giving up every task and joining again; a fenced consumer replaced (or a twin told);
 //! - `lifecycle.rs`: task phase changes with their metrics and health, gauges, closing every task.
 
 use crate::collector::{Outgoing, RecordCollector};
@@ -86,6 +87,12 @@ pub(crate) struct TaskManager {
     /// state store that failed under a record: the worker gives up every task and its uncommitted
     /// work (nothing more is committed), leaves the group and joins again after a pause.
     rejoin_because: Option<String>,
+    /// Set with `rejoin_because` when the producer was fenced: the rejoin renews it.
+    renew_producer: bool,
+    /// How long an assignment may wait on Kafka (committed offsets, changelog ends): under
+    /// exactly-once half the transaction timeout, so that the open transaction never outlives it
+    /// because of an assignment.
+    assign_budget: Duration,
     pub(crate) metrics: Arc<Metrics>,
     health: Arc<Health>,
     /// Results produced and not yet written to the sink.
@@ -113,6 +120,7 @@ mod context;
 mod cycle;
 mod lifecycle;
 mod process;
+mod rejoin;
 mod restore;
 mod run;
 mod setup;

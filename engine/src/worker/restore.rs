@@ -29,15 +29,15 @@ impl ChangelogReader {
     /// waits until that transaction is aborted (at its timeout) and reads on.
     /// Leadership moves while a broker restarts (NotLeaderForPartition): ask again rather than
     /// fail the assignment half-way, which would leave new partitions unpaused and unrestored.
-    pub fn bounds(&self, changelog: &str, p: i32) -> anyhow::Result<(i64, i64)> {
-        let asked = Instant::now();
+    /// Asks until `deadline` (see `TaskManager::assign_budget`).
+    pub fn bounds(&self, changelog: &str, p: i32, deadline: Instant) -> anyhow::Result<(i64, i64)> {
         loop {
-            match self
-                .watermarks
-                .fetch_watermarks(changelog, p, Duration::from_secs(10))
-            {
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(100), Duration::from_secs(10));
+            match self.watermarks.fetch_watermarks(changelog, p, left) {
                 Ok(w) => return Ok(w),
-                Err(e) if asked.elapsed() < Duration::from_secs(60) => {
+                Err(e) if Instant::now() < deadline => {
                     tracing::warn!("end offsets of {changelog}[{p}]: {e}; asking again");
                     std::thread::sleep(Duration::from_millis(500));
                 }

@@ -1,6 +1,7 @@
 //! The poll loop: records processed in batches, restores stepped, housekeeping (idle close,
 //! gauges) every 200 ms, the commit cycle every interval (at once while windows are pending), a
-//! rejoin after a failed assignment or store; on shutdown a final commit and every task closed.
+//! rejoin after a failed assignment or store or a fence (`rejoin.rs`); on shutdown a final commit
+//! and every task closed.
 
 use super::setup::{start, Started};
 use super::*;
@@ -24,6 +25,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         next_commit: Instant::now() + job.processing.commit_interval.std(),
         next_housekeeping: Instant::now(),
         rejoin_backoff: Duration::ZERO,
+        consumer_renewed_at: None,
         started,
         metrics,
         health: health.clone(),
@@ -52,20 +54,48 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     result
 }
 
-struct Loop {
-    started: Started,
+pub(super) struct Loop {
+    pub started: Started,
     commit_interval: Duration,
     next_commit: Instant,
     next_housekeeping: Instant,
-    rejoin_backoff: Duration,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-    shutdown: Arc<AtomicBool>,
+    pub rejoin_backoff: Duration,
+    /// When the group consumer was last replaced after a fence (see `rejoin`).
+    pub consumer_renewed_at: Option<Instant>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub shutdown: Arc<AtomicBool>,
 }
 
 impl Loop {
     fn run(&mut self) -> anyhow::Result<()> {
         while !self.shutdown.load(Ordering::Relaxed) {
+            match self.turn() {
+                Ok(None) => {}
+                // A failed rejoin (no new producer, no subscription) stops the worker.
+                Ok(Some(why)) => self.rejoin(why)?,
+                Err(e) => {
+                    // A producer that failed for good (fenced: a transaction outlived its
+                    // timeout) fails whatever was sending through it. That is recovered from by
+                    // the rejoin at the next turn, not a stop.
+                    let mut c = self.started.core.lock().unwrap();
+                    match c.producer_failed() {
+                        Some(fatal) => c.producer_fenced(format!("{e:#} ({fatal})")),
+                        None => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One turn of the loop; `Some(why)` when the worker must give up its tasks and rejoin.
+    fn turn(&mut self) -> anyhow::Result<Option<String>> {
+        // Set by a callback or the error path since the last turn: nothing more is processed.
+        if let Some(why) = self.started.core.lock().unwrap().rejoin_because.take() {
+            return Ok(Some(why));
+        }
+        {
             let core = self.started.core.clone();
             let restoring = core
                 .lock()
@@ -83,9 +113,7 @@ impl Loop {
             c.restore_step(&self.started.consumer, wait)?;
             self.health.beat();
             if let Some(why) = c.rejoin_because.take() {
-                drop(c);
-                self.rejoin(why)?;
-                continue;
+                return Ok(Some(why));
             }
             if c.tasks.values().any(|t| t.state() == TaskState::Running) {
                 self.rejoin_backoff = Duration::ZERO;
@@ -105,7 +133,7 @@ impl Loop {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// One poll (blocking up to 100 ms unless tasks are restoring), then what is already fetched,
@@ -131,9 +159,16 @@ impl Loop {
                     }
                     c.process(consumer, &msg)?;
                 }
-                // Fatal for the consumer (e.g. its static instance id was taken by a newer
-                // process): this worker is replaced; stop instead of spinning.
-                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => bail!("consumer: {e}"),
+                // Fatal for the consumer: the group fenced its static instance id (a coordinator
+                // that restarted after the member's session ran out, or a newer process with the
+                // same id). The rejoin replaces the consumer, or stops on a live twin.
+                Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
+                    core.lock()
+                        .unwrap()
+                        .rejoin_because
+                        .get_or_insert(format!("the consumer failed: {e}"));
+                    break;
+                }
                 Some(Err(e)) => {
                     // A missing ACL is no outage: no retry helps, say what is missing and stop.
                     let names: Vec<&str> =
@@ -168,39 +203,19 @@ impl Loop {
             // its tasks and rejoins at the next turn instead.
             Ok(Cycle::Aborted(why)) => {
                 if c.rejoin_because.is_none() {
-                    c.rewind(&self.started.consumer, &why)?;
+                    let rewound = c.rewind(&self.started.consumer, &why);
+                    c.unless_fenced(rewound)?;
                 }
                 Ok(false)
             }
-            // A newer instance with this identity owns the tasks now. Rejoining under the same
-            // transactional and instance id would fence it in turn: stop.
-            Err(StepError::Fenced(why)) => bail!(
-                "this worker was replaced by a newer instance with the same identity; stopping: producer fenced: {why}"
-            ),
+            // The coordinator aborted the transaction at its timeout, or a newer instance with
+            // this identity took over: the next turn gives up every task and rejoins with a new
+            // producer (a twin is told apart there, by the group).
+            Err(StepError::Fenced(why)) => {
+                c.producer_fenced(why);
+                Ok(false)
+            }
             Err(StepError::Fatal(e)) => Err(e),
         }
-    }
-
-    /// Gives up every task and its uncommitted work, leaves the group, and joins it again after a
-    /// pause that doubles (1 s to 30 s) while no task gets to run.
-    fn rejoin(&mut self, why: String) -> anyhow::Result<()> {
-        self.rejoin_backoff =
-            (self.rejoin_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
-        tracing::warn!(
-            "{why}: closing every task, rejoining the group in {:.0?}",
-            self.rejoin_backoff
-        );
-        self.health.set_rejoining(Some(why));
-        self.started.core.lock().unwrap().restart_after_abort()?;
-        let consumer = &self.started.consumer;
-        consumer.unsubscribe();
-        let until = Instant::now() + self.rejoin_backoff;
-        while Instant::now() < until && !self.shutdown.load(Ordering::Relaxed) {
-            self.health.beat();
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let names: Vec<&str> = self.started.subscribed.iter().map(String::as_str).collect();
-        consumer.subscribe(&names).context("subscribing again")?;
-        Ok(())
     }
 }

@@ -8,6 +8,7 @@ use super::*;
 pub(super) struct Started {
     pub core: Arc<Mutex<TaskManager>>,
     pub consumer: GroupConsumer,
+    pub consumers: Consumers,
     pub name: String,
     /// The topics the group consumer reads (inputs and the repartition topic).
     pub subscribed: Vec<String>,
@@ -94,7 +95,7 @@ pub(super) fn start(
             tracing::info!(transactional_id = %id, "exactly-once");
             // A transaction stays open for a commit interval (and a revocation's commit within
             // it): its timeout must outlast that. A `kafka.properties` value wins.
-            let txn_timeout_ms = (job.processing.commit_interval.as_millis() * 3).max(10_000);
+            let txn_timeout_ms = job.processing.transaction_timeout_ms();
             pc.set("transactional.id", &id);
             set_default(
                 &mut pc,
@@ -108,12 +109,18 @@ pub(super) fn start(
             })
         }
     };
-    let collector = RecordCollector::new(
-        pc.create_with_context(crate::collector::Deliveries::new(
-            pipeline.window().map(|w| w.changelog.clone()),
-        ))
-        .map_err(|e| creation_error("creating the producer", e))?,
-    );
+    let assign_budget = match job.processing.guarantee {
+        Guarantee::AtLeastOnce => Duration::from_secs(60),
+        Guarantee::ExactlyOnce => {
+            let timeout_ms: u64 = pc
+                .get("transaction.timeout.ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10_000);
+            Duration::from_millis(timeout_ms / 2)
+        }
+    };
+    let collector = RecordCollector::create(pc, pipeline.window().map(|w| w.changelog.clone()))
+        .map_err(|e| creation_error("creating the producer", e))?;
     let restore_consumer: BaseConsumer = client_config(&brokers, job)
         .set("group.id", format!("{name}-restore"))
         .set("enable.auto.commit", "false")
@@ -127,7 +134,7 @@ pub(super) fn start(
         .create()
         .map_err(|e| creation_error("creating the watermark client", e))?;
     let mut commit_step = commit_step;
-    commit_step.start(&collector)?;
+    commit_step.start(&collector, health)?;
     let core = Arc::new(Mutex::new(TaskManager {
         job_name: name.clone(),
         pipeline,
@@ -147,6 +154,8 @@ pub(super) fn start(
             cache_bytes: (runtime.block_cache_bytes as usize) / partitions.max(1),
         },
         rejoin_because: None,
+        renew_producer: false,
+        assign_budget,
         metrics: metrics.clone(),
         health: health.clone(),
         emits: Vec::new(),
@@ -193,13 +202,15 @@ pub(super) fn start(
     if let Some(id) = &runtime.instance_id {
         cc.set("group.instance.id", id);
     }
-    let consumer: GroupConsumer = cc
-        .create_with_context(WorkerContext {
-            core: core.clone(),
-            metrics: metrics.clone(),
-            topics: topics.clone(),
-        })
-        .map_err(|e| creation_error("creating the consumer", e))?;
+    let consumers = Consumers {
+        config: cc,
+        core: core.clone(),
+        metrics: metrics.clone(),
+        topics: topics.clone(),
+        instance_id: runtime.instance_id.clone(),
+        session_timeout: runtime.session_timeout.std(),
+    };
+    let consumer = consumers.create()?;
     // A re-keyed job also consumes its repartition topic: partition p of both belongs to task p.
     let subscribed: Vec<String> = topics.iter().chain(repartition.iter()).cloned().collect();
     let names: Vec<&str> = subscribed.iter().map(String::as_str).collect();
@@ -208,7 +219,30 @@ pub(super) fn start(
     Ok(Started {
         core,
         consumer,
+        consumers,
         name,
         subscribed,
     })
+}
+
+/// What makes the worker's group consumer, kept to make a new one after the group fenced it.
+pub(super) struct Consumers {
+    config: rdkafka::ClientConfig,
+    core: Arc<Mutex<TaskManager>>,
+    metrics: Arc<Metrics>,
+    topics: Vec<String>,
+    pub instance_id: Option<String>,
+    pub session_timeout: Duration,
+}
+
+impl Consumers {
+    pub fn create(&self) -> anyhow::Result<GroupConsumer> {
+        self.config
+            .create_with_context(WorkerContext {
+                core: self.core.clone(),
+                metrics: self.metrics.clone(),
+                topics: self.topics.clone(),
+            })
+            .map_err(|e| creation_error("creating the consumer", e))
+    }
 }

@@ -5,7 +5,6 @@
 //! operator; records go straight to a task's window state, as `process` hands them over.
 
 use super::*;
-use crate::collector::Deliveries;
 use crate::sink::CommittedOffsets;
 use rdkafka::ClientConfig;
 use std::collections::VecDeque;
@@ -22,6 +21,10 @@ struct Seen {
     /// The offsets of every commit asked for: (partition, next offset) pairs.
     commits: Vec<Vec<(i32, i64)>>,
     recovered: usize,
+    /// The next commit is fenced (the producer's epoch was bumped).
+    fence_next: bool,
+    /// `start` calls: once more per renewed producer.
+    started: usize,
     written: Vec<(String, Vec<u8>)>,
     sink_committed: Vec<Vec<(i32, i64)>>,
     sink_aborted: usize,
@@ -32,7 +35,8 @@ type Shared = Arc<Mutex<Seen>>;
 struct ScriptedStep(Shared);
 
 impl CommitStep for ScriptedStep {
-    fn start(&mut self, _: &RecordCollector) -> anyhow::Result<()> {
+    fn start(&mut self, _: &RecordCollector, _: &Health) -> anyhow::Result<()> {
+        self.0.lock().unwrap().started += 1;
         Ok(())
     }
     fn commit(
@@ -52,6 +56,9 @@ impl CommitStep for ScriptedStep {
             })
             .collect();
         seen.commits.push(asked);
+        if std::mem::take(&mut seen.fence_next) {
+            return Err(StepError::Fenced("epoch bumped".into()));
+        }
         Ok(seen.script.pop_front().unwrap_or(Outcome::Committed))
     }
     fn recover(&mut self, _: &RecordCollector) -> Result<(), StepError> {
@@ -109,11 +116,7 @@ fn manager(
         job_name: "t".into(),
         pipeline,
         tasks: BTreeMap::new(),
-        collector: RecordCollector::new(
-            nowhere()
-                .create_with_context(Deliveries::new(Some(changelog)))
-                .unwrap(),
-        ),
+        collector: RecordCollector::create(nowhere(), Some(changelog)).unwrap(),
         sink: Box::new(RecordingSink(seen.clone())),
         bad_records: BadRecords {
             policy: BadRecordPolicy::Fail,
@@ -131,6 +134,8 @@ fn manager(
             cache_bytes: 1 << 20,
         },
         rejoin_because: None,
+        renew_producer: false,
+        assign_budget: Duration::from_secs(5),
         metrics: metrics.clone(),
         health: Arc::new(Health::default()),
         emits: Vec::new(),
@@ -356,4 +361,62 @@ fn lost_partitions_commit_nothing_and_under_exactly_once_rewind_every_task() {
         counts_after_closing(&mut m, 0),
         [("m1".to_string(), 2), ("m2".to_string(), 1)]
     );
+}
+
+#[test]
+fn a_fenced_commit_keeps_its_state_out_of_the_stores_and_the_rejoin_renews_the_producer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut m, seen) = manager(dir.path(), &[0, 1], true);
+    let consumer = consumer(dir.path());
+    feed(&mut m, 0, &[(10, "m1", 1, 1.0), (11, "m1", 2, 2.0)]);
+    seen.lock().unwrap().fence_next = true;
+    let fenced = m.commit(&consumer, None);
+    assert!(matches!(fenced, Err(StepError::Fenced(_))), "{fenced:?}");
+    // What the poll loop does with it.
+    m.producer_fenced("epoch bumped".into());
+    assert!(
+        m.rejoin_because.as_deref().unwrap().contains("fenced"),
+        "{:?}",
+        m.rejoin_because
+    );
+    assert!(
+        store_is_empty(&m, 0),
+        "nothing of the fenced cycle reached the store"
+    );
+    assert_eq!(checkpoint(&m, 0), None, "nor moved its checkpoint");
+    m.restart_after_abort().unwrap();
+    assert!(m.tasks.is_empty(), "every task given up");
+    assert!(m.emits.is_empty());
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.started, 1, "a new producer, started once");
+    assert_eq!(
+        seen.recovered, 0,
+        "a fenced producer is not aborted, it is replaced"
+    );
+    assert!(seen.sink_committed.is_empty());
+    assert!(seen.sink_aborted >= 1);
+    assert_eq!(m.metrics.producer_renewals.get(), 1);
+    assert!(!m.renew_producer);
+}
+
+#[test]
+fn a_fenced_revocation_closes_the_revoked_tasks_and_asks_for_a_rejoin_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut m, seen) = manager(dir.path(), &[0, 1], true);
+    let consumer = consumer(dir.path());
+    feed(&mut m, 1, &[(5, "m2", 1, 1.0)]);
+    seen.lock().unwrap().fence_next = true;
+    m.revoke(&consumer, &[0], false).unwrap();
+    assert!(!m.tasks.contains_key(&0), "the revoked task is closed");
+    assert!(m.rejoin_because.is_some());
+    assert!(m.renew_producer);
+    assert!(
+        store_is_empty(&m, 1),
+        "the other task's cycle did not commit either"
+    );
+    // An ordinary abort (no fence) recovers the producer in place instead.
+    m.renew_producer = false;
+    m.restart_after_abort().unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!((seen.recovered, seen.started), (1, 0));
 }

@@ -1,0 +1,70 @@
+//! Giving up every task and joining the group again: after a failed assignment or store, after a
+//! fenced producer (renewed on the way), and after the group fenced the consumer's static
+//! instance id (a new consumer joins in its place, unless that happens again soon: a live twin).
+
+use super::run::Loop;
+use super::*;
+
+/// A consumer fenced again within this long after it was replaced (or within twice the session
+/// timeout, if longer) means another live process holds the same instance id.
+const TWIN_WINDOW: Duration = Duration::from_secs(60);
+
+impl Loop {
+    /// Gives up every task and its uncommitted work, leaves the group, and joins it again after a
+    /// pause that doubles (1 s to 30 s) while no task gets to run.
+    pub(super) fn rejoin(&mut self, why: String) -> anyhow::Result<()> {
+        self.rejoin_backoff =
+            (self.rejoin_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        tracing::warn!(
+            "{why}: closing every task, rejoining the group in {:.0?}",
+            self.rejoin_backoff
+        );
+        self.health.set_rejoining(Some(why));
+        self.started.core.lock().unwrap().restart_after_abort()?;
+        match self.started.consumer.client().fatal_error() {
+            Some((code, reason)) => self.renew_consumer(&format!("{code}: {reason}"))?,
+            None => self.started.consumer.unsubscribe(),
+        }
+        let until = Instant::now() + self.rejoin_backoff;
+        while Instant::now() < until && !self.shutdown.load(Ordering::Relaxed) {
+            self.health.beat();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let names: Vec<&str> = self.started.subscribed.iter().map(String::as_str).collect();
+        self.started
+            .consumer
+            .subscribe(&names)
+            .context("subscribing again")?;
+        Ok(())
+    }
+
+    /// The group fenced the consumer (librdkafka makes that fatal): a new consumer with the same
+    /// instance id takes its place. With a 10 s session a restarted group coordinator can load
+    /// the group after the member's session ran out; the member's next request under its old
+    /// member id is then fenced by its own instance id. A second fence soon after the first is
+    /// another process with the same instance id, alive: two such workers would keep taking each
+    /// other's partitions, so this one stops, and says so.
+    fn renew_consumer(&mut self, fatal: &str) -> anyhow::Result<()> {
+        let window = TWIN_WINDOW.max(self.started.consumers.session_timeout * 2);
+        if let Some(at) = self.consumer_renewed_at.filter(|at| at.elapsed() < window) {
+            let who = match &self.started.consumers.instance_id {
+                Some(id) => format!("another live worker uses instance id {id}"),
+                None => "the consumer keeps failing".into(),
+            };
+            bail!(
+                "{who}: the group fenced this worker again {:.0}s after it rejoined ({fatal}); stopping, so that the other keeps the partitions",
+                at.elapsed().as_secs_f64()
+            );
+        }
+        tracing::warn!(
+            "the group fenced this worker's consumer ({fatal}): a new consumer joins in its place"
+        );
+        self.metrics.consumer_renewals.inc();
+        let fresh = self.started.consumers.create()?;
+        // Closing the old one runs its callbacks, which lock the manager: not locked here. Its
+        // tasks are closed already, so nothing is committed under the fenced identity.
+        drop(std::mem::replace(&mut self.started.consumer, fresh));
+        self.consumer_renewed_at = Some(Instant::now());
+        Ok(())
+    }
+}

@@ -161,7 +161,17 @@ impl Drill<'_> {
                 ..
             } => {
                 let dir = self.kafka_dir.clone().expect("checked before the timeline");
-                // A bounce starts from a whole cluster: an earlier bounced broker is back first.
+                // A bounce starts from a whole cluster: a broker an earlier bounce took down is
+                // started (at its time) and back first.
+                while let Some(i) = self
+                    .queue
+                    .iter()
+                    .position(|(_, a)| matches!(a, Action::BrokerStart { .. }))
+                {
+                    let (at, action) = self.queue.remove(i);
+                    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                    self.execute(action)?;
+                }
                 while !self.broker_back.is_empty() {
                     self.check_brokers();
                     std::thread::sleep(Duration::from_millis(200));

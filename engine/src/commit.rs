@@ -241,6 +241,16 @@ impl From<TxnError> for Result<Outcome, StepError> {
     }
 }
 
+/// A transactional call that may be made again: librdkafka says so, or the flush that
+/// `commit_transaction` starts with ran out of its time.
+fn retriable(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::Transaction(t) => t.is_retriable(),
+        KafkaError::Flush(code) => *code == RDKafkaErrorCode::OperationTimedOut,
+        _ => false,
+    }
+}
+
 /// Retries a transactional call, each try bounded by [`CALL_SLICE`], while librdkafka says it is
 /// retriable (a timeout is: the call goes on where it stood). Meanwhile the worker is live and
 /// not ready. A wait longer than the transaction timeout ends in a fence once Kafka is back,
@@ -249,22 +259,22 @@ fn retrying(
     what: &str,
     health: &Health,
     mut call: impl FnMut(Timeout) -> Result<(), KafkaError>,
-) -> Result<(), TxnError> {
+) -> Result<(), KafkaError> {
     let started = std::time::Instant::now();
     let mut result = Ok(());
     let mut waited = false;
     loop {
         match call(Timeout::After(CALL_SLICE)) {
             Ok(()) => break,
-            Err(KafkaError::Transaction(t)) if t.is_retriable() => {
+            Err(e) if retriable(&e) => {
                 let secs = started.elapsed().as_secs();
-                tracing::warn!("{what}: {t}; retrying ({secs}s so far)");
+                tracing::warn!("{what}: {e}; retrying ({secs}s so far)");
                 health.set_fatal(format!("{what}: waiting {secs}s for Kafka"));
                 health.beat();
                 waited = true;
             }
             Err(e) => {
-                result = Err(classify(what, e));
+                result = Err(e);
                 break;
             }
         }
@@ -280,38 +290,22 @@ impl CommitStep for ExactlyOnce {
         let producer = out.producer();
         // Fences any older instance with the same transactional id and aborts its open
         // transaction; waits while the transaction coordinator is away.
-        let started = std::time::Instant::now();
-        let mut waited = false;
-        loop {
-            match producer.init_transactions(CALL_SLICE) {
-                Ok(()) => break,
-                Err(KafkaError::Transaction(t)) if t.is_retriable() => {
-                    let secs = started.elapsed().as_secs();
-                    tracing::warn!("initialising transactions: {t}; retrying ({secs}s so far)");
-                    health.set_fatal(format!(
-                        "initialising transactions: waiting {secs}s for Kafka"
-                    ));
-                    health.beat();
-                    waited = true;
-                }
-                Err(e) => {
-                    let why = e.rdkafka_error_code().and_then(|code| {
-                        crate::kafka_errors::explain_authorization(
-                            code,
-                            &format!("TransactionalId:{}", self.transactional_id),
-                            "WRITE",
-                        )
-                    });
-                    anyhow::bail!(
-                        "initialising transactions: {}",
-                        why.unwrap_or(e.to_string())
-                    )
-                }
-            }
-        }
-        if waited {
-            health.clear_fatal();
-        }
+        retrying("initialising transactions", health, |t| {
+            producer.init_transactions(t)
+        })
+        .map_err(|e| {
+            let why = e.rdkafka_error_code().and_then(|code| {
+                crate::kafka_errors::explain_authorization(
+                    code,
+                    &format!("TransactionalId:{}", self.transactional_id),
+                    "WRITE",
+                )
+            });
+            anyhow::anyhow!(
+                "initialising transactions: {}",
+                why.unwrap_or(e.to_string())
+            )
+        })?;
         producer
             .begin_transaction()
             .map_err(|e| anyhow::anyhow!("beginning a transaction: {e}"))
@@ -372,12 +366,14 @@ impl ExactlyOnce {
             })?;
             retrying("sending offsets to the transaction", health, |t| {
                 producer.send_offsets_to_transaction(offsets, &metadata, t)
-            })?;
+            })
+            .map_err(|e| classify("sending offsets to the transaction", e))?;
         }
         crate::failpoint::hit("eos_before_commit");
         retrying("committing the transaction", health, |t| {
             producer.commit_transaction(t)
-        })?;
+        })
+        .map_err(|e| classify("committing the transaction", e))?;
         if let Some(failure) = out.take_failure() {
             // Cannot happen after a successful commit; if it does, stop rather than guess.
             return Err(TxnError::Stop(StepError::Fatal(anyhow::anyhow!(

@@ -43,10 +43,53 @@ pub fn set_default(c: &mut ClientConfig, job: &Job, name: &str, value: impl Into
 /// Waits up to 10 s for the cluster, but a failed authentication or TLS handshake ends the wait at
 /// once with an error that says so (no retry cures wrong credentials).
 pub fn partition_count(brokers: &str, job: &Job, topic: &str) -> anyhow::Result<Option<usize>> {
+    partition_count_until(brokers, job, topic, &mut |waited| {
+        waited < Duration::from_secs(10)
+    })
+}
+
+/// [`partition_count`] for a worker that starts while Kafka is away: it waits as long as it takes
+/// (live, not ready, saying so every 10 s) rather than exit and be restarted in a loop. Wrong
+/// credentials or TLS settings still end the wait at once.
+pub fn partition_count_patiently(
+    brokers: &str,
+    job: &Job,
+    topic: &str,
+    health: &crate::health::Health,
+) -> anyhow::Result<Option<usize>> {
+    let mut said = Duration::ZERO;
+    let count = partition_count_until(brokers, job, topic, &mut |waited| {
+        health.beat();
+        if waited >= said + Duration::from_secs(10) {
+            said = waited;
+            tracing::warn!(
+                "Kafka at {brokers} has not answered for {}s; still waiting",
+                waited.as_secs()
+            );
+            health.set_fatal(format!(
+                "waiting {}s for Kafka at {brokers}",
+                waited.as_secs()
+            ));
+        }
+        true
+    });
+    if said > Duration::ZERO {
+        health.clear_fatal();
+    }
+    count
+}
+
+/// Asks for the topic's metadata while `go_on(time waited so far)` says so.
+fn partition_count_until(
+    brokers: &str,
+    job: &Job,
+    topic: &str,
+    go_on: &mut dyn FnMut(Duration) -> bool,
+) -> anyhow::Result<Option<usize>> {
     let consumer: BaseConsumer<Watched> = client_config(brokers, job)
         .create_with_context(Watched::default())
         .map_err(|e| creation_error("creating a metadata client", e))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let started = Instant::now();
     let md = loop {
         match consumer.fetch_metadata(Some(topic), Duration::from_millis(500)) {
             Ok(md) => break md,
@@ -56,10 +99,12 @@ pub fn partition_count(brokers: &str, job: &Job, topic: &str) -> anyhow::Result<
                 if let Some(reason) = consumer.context().hopeless() {
                     bail!("{}", explain_hopeless(job, &reason));
                 }
-                if Instant::now() >= deadline {
+                if !go_on(started.elapsed()) {
                     return Err(e)
                         .with_context(|| format!("fetching metadata of {topic} from {brokers}"));
                 }
+                // Nothing listening answers at once: do not spin on it.
+                std::thread::sleep(Duration::from_millis(200));
             }
         }
     };

@@ -16,6 +16,7 @@ mod key_by;
 mod measure;
 mod mock;
 mod observability;
+mod outages;
 mod patterns;
 mod secrets;
 mod secure;

@@ -102,6 +102,27 @@ impl TaskManager {
         Ok(())
     }
 
+    /// After every task was closed dirty (a fenced producer) while the consumer keeps its
+    /// assignment: the same partitions opened again, as if just assigned (restored from their
+    /// checkpoints' changelog tail), their input read again from the committed offsets.
+    pub(super) fn reopen(&mut self, consumer: &GroupConsumer) -> anyhow::Result<()> {
+        let assignment = consumer.assignment().context("reading the assignment")?;
+        self.assign(consumer, &assignment)?;
+        for task in self.tasks.values() {
+            for t in &task.topics {
+                let to = task
+                    .offsets
+                    .committed
+                    .get(t)
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                consumer
+                    .seek(t, task.partition, to, Duration::from_secs(10))
+                    .with_context(|| format!("reading {t}[{}] again", task.partition))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Partitions leaving: commit and checkpoint them (unless lost), then close their tasks.
     pub(super) fn revoke(
         &mut self,

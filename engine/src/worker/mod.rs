@@ -86,9 +86,9 @@ pub(crate) struct TaskManager {
     /// An assignment that could not be carried out (e.g. a task directory still locked), or a
     /// state store that failed under a record: the worker gives up every task and its uncommitted
     /// work (nothing more is committed), leaves the group and joins again after a pause.
-    rejoin_because: Option<String>,
+    pub(super) rejoin_because: Option<String>,
     /// Set with `rejoin_because` when the producer was fenced: the rejoin renews it.
-    renew_producer: bool,
+    pub(super) renew_producer: bool,
     /// How long an assignment may wait on Kafka (committed offsets, changelog ends): under
     /// exactly-once half the transaction timeout, so that the open transaction never outlives it
     /// because of an assignment.

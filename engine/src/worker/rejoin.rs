@@ -1,6 +1,8 @@
-//! Giving up every task and joining the group again: after a failed assignment or store, after a
-//! fenced producer (renewed on the way), and after the group fenced the consumer's static
-//! instance id (a new consumer joins in its place, unless that happens again soon: a live twin).
+//! Giving up every task and joining the group again: after a failed assignment or store, and
+//! after the group fenced the consumer's static instance id (a new consumer joins in its place,
+//! unless that happens again soon: a live twin). After a fenced producer whose consumer still
+//! holds its assignment, the tasks are opened again in place instead: no rebalance, so no member
+//! waits for another that is still stuck in an outage.
 
 use super::run::Loop;
 use super::*;
@@ -13,6 +15,25 @@ impl Loop {
     /// Gives up every task and its uncommitted work, leaves the group, and joins it again after a
     /// pause that doubles (1 s to 30 s) while no task gets to run.
     pub(super) fn rejoin(&mut self, why: String) -> anyhow::Result<()> {
+        let consumer_fenced = self.started.consumer.client().fatal_error().is_some();
+        if !consumer_fenced && self.started.core.lock().unwrap().renew_producer {
+            tracing::warn!("{why}: closing every task, opening them again in place");
+            self.health.set_rejoining(Some(why));
+            let mut c = self.started.core.lock().unwrap();
+            c.restart_after_abort()?;
+            match c.reopen(&self.started.consumer) {
+                Ok(()) if c.rejoin_because.is_none() => {
+                    self.health.set_rejoining(None);
+                    return Ok(());
+                }
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let why = format!("opening the tasks again failed: {e:#}");
+                    c.rejoin_because = Some(why);
+                    return Ok(());
+                }
+            }
+        }
         self.rejoin_backoff =
             (self.rejoin_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
         tracing::warn!(

@@ -27,7 +27,7 @@ pub(super) fn start(
     // Co-partitioned inputs: every input topic has the same number of partitions.
     let mut partitions = None;
     for t in &topics {
-        let n = partition_count(&brokers, job, t)?
+        let n = crate::kafka::partition_count_patiently(&brokers, job, t, health)?
             .with_context(|| format!("input topic {t} does not exist on {brokers}"))?;
         match partitions {
             Some(m) if m != n => bail!(

@@ -38,6 +38,9 @@ impl<'a> Outgoing<'a> {
 
 pub struct RecordCollector {
     producer: BaseProducer<Deliveries>,
+    /// Why a send was refused because the open transaction must be aborted first (librdkafka's
+    /// `__STATE` after an abortable error, e.g. records that timed out during an outage).
+    abortable: Mutex<Option<String>>,
     /// What the producer was made from, for [`RecordCollector::renew`].
     config: ClientConfig,
     changelog: Option<String>,
@@ -53,6 +56,7 @@ impl RecordCollector {
         let producer = config.create_with_context(Deliveries::new(changelog.clone()))?;
         Ok(RecordCollector {
             producer,
+            abortable: Mutex::new(None),
             config,
             changelog,
         })
@@ -74,6 +78,7 @@ impl RecordCollector {
             fresh.context().state.lock().unwrap().changelog_next = old.changelog_next.clone();
         }
         self.producer = fresh;
+        *self.abortable.lock().unwrap() = None;
         Ok(())
     }
 
@@ -92,16 +97,57 @@ impl RecordCollector {
         if let Some(h) = out.headers {
             record = record.headers(h);
         }
+        let mut full_since: Option<std::time::Instant> = None;
+        let mut said = Duration::ZERO;
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                Err((e @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
                     self.producer.poll(Duration::from_millis(50));
+                    let full = full_since
+                        .get_or_insert_with(std::time::Instant::now)
+                        .elapsed();
+                    if full >= said + Duration::from_secs(10) {
+                        said = full;
+                        tracing::warn!(
+                            "the producer queue has been full for {}s ({} records not acknowledged)",
+                            full.as_secs(),
+                            self.producer.in_flight_count()
+                        );
+                        // Under exactly-once the open transaction would outlive its timeout:
+                        // give it up (the caller aborts and rewinds) rather than wait on.
+                        if self.transactional() {
+                            self.refuse(out.topic, &e);
+                            return Err(e);
+                        }
+                    }
+                }
+                Err((e @ KafkaError::MessageProduction(RDKafkaErrorCode::State), _)) => {
+                    self.refuse(out.topic, &e);
+                    return Err(e);
                 }
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+
+    fn transactional(&self) -> bool {
+        self.config.get("transactional.id").is_some()
+    }
+
+    /// Notes that the open transaction cannot take more records: see `take_abortable`.
+    fn refuse(&self, topic: &str, e: &KafkaError) {
+        self.abortable
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| format!("producing to {topic}: {e}"));
+    }
+
+    /// Why a send was refused because the open transaction must be aborted first, if one was
+    /// since the last call: the caller aborts the transaction and rewinds, it does not stop.
+    pub fn take_abortable(&self) -> Option<String> {
+        self.abortable.lock().unwrap().take()
     }
 
     /// The first delivery failure since the last call, if any.

@@ -38,11 +38,17 @@ impl TaskManager {
             })
             .collect();
         // 1. Every changed state entry once: to the changelog now, to the store after the commit.
-        for p in &partitions {
-            self.send_changed_state(*p)?;
+        if let Err(e) = self.prepare(&partitions) {
+            // The open transaction refused the records (an abortable error, e.g. records that
+            // timed out in an outage): abort it, as for an abortable commit.
+            if let Some(why) = self.collector.take_abortable() {
+                self.sink.abort();
+                return Ok(Cycle::Aborted(format!(
+                    "the transaction must be aborted: {why}"
+                )));
+            }
+            return Err(e);
         }
-        self.flush_emits()?;
-        self.sink.prepare_commit()?;
         // 2. Make outputs, changelog and offsets durable together (the guarantee-specific step).
         let mut offsets = TopicPartitionList::new();
         let mut covered = Vec::new();
@@ -110,6 +116,16 @@ impl TaskManager {
             .observe(started.elapsed().as_secs_f64());
         self.metrics.commits.inc();
         Ok(Cycle::Committed)
+    }
+
+    /// Step 1 of a cycle: changed state to the changelog, results to the sink.
+    fn prepare(&mut self, partitions: &[i32]) -> Result<(), StepError> {
+        for p in partitions {
+            self.send_changed_state(*p)?;
+        }
+        self.flush_emits()?;
+        self.sink.prepare_commit()?;
+        Ok(())
     }
 
     /// Step 1 of a cycle for task `p`: its changed entries to the changelog, each marked with the
@@ -212,6 +228,7 @@ impl TaskManager {
     pub(crate) fn rewind(&mut self, consumer: &GroupConsumer, why: &str) -> Result<(), StepError> {
         tracing::warn!("{why}; rewinding every task to its committed offsets");
         self.commit_step.recover(&self.collector)?;
+        let _ = self.collector.take_abortable();
         self.emits.clear();
         self.sink.abort();
         for task in self.tasks.values_mut() {

@@ -78,10 +78,16 @@ impl Loop {
                     // A producer that failed for good (fenced: a transaction outlived its
                     // timeout) fails whatever was sending through it. That is recovered from by
                     // the rejoin at the next turn, not a stop.
+                    // A send the open transaction refused (it must be aborted first) is an
+                    // aborted cycle: every task back to its committed state and offsets.
                     let mut c = self.started.core.lock().unwrap();
-                    match c.producer_failed() {
-                        Some(fatal) => c.producer_fenced(format!("{e:#} ({fatal})")),
-                        None => return Err(e),
+                    if let Some(fatal) = c.producer_failed() {
+                        c.producer_fenced(format!("{e:#} ({fatal})"));
+                    } else if let Some(why) = c.collector.take_abortable() {
+                        let rewound = c.rewind(&self.started.consumer, &why);
+                        c.unless_fenced(rewound)?;
+                    } else {
+                        return Err(e);
                     }
                 }
             }

@@ -12,8 +12,10 @@ use super::*;
 const TWIN_WINDOW: Duration = Duration::from_secs(60);
 
 impl Loop {
-    /// Gives up every task and its uncommitted work, leaves the group, and joins it again after a
-    /// pause that doubles (1 s to 30 s) while no task gets to run.
+    /// Gives up every task and its uncommitted work. After a fenced producer, with the consumer
+    /// still a member, the tasks are opened again in place. Otherwise the worker leaves the group
+    /// (with a new consumer, if the group fenced this one) and joins it again after a pause that
+    /// doubles (1 s to 30 s) while no task gets to run.
     pub(super) fn rejoin(&mut self, why: String) -> anyhow::Result<()> {
         let consumer_fenced = self.started.consumer.client().fatal_error().is_some();
         if !consumer_fenced && self.started.core.lock().unwrap().renew_producer {

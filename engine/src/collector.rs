@@ -43,6 +43,8 @@ pub struct RecordCollector {
     abortable: Mutex<Option<String>>,
     /// What the producer was made from, for [`RecordCollector::renew`].
     config: ClientConfig,
+    /// Told that the worker is alive while a send waits on a full queue (an outage).
+    health: Option<std::sync::Arc<crate::health::Health>>,
     changelog: Option<String>,
 }
 
@@ -58,8 +60,15 @@ impl RecordCollector {
             producer,
             abortable: Mutex::new(None),
             config,
+            health: None,
             changelog,
         })
+    }
+
+    /// Waits on a full queue count as a live worker (see `Health::stuck`).
+    pub fn with_health(mut self, health: std::sync::Arc<crate::health::Health>) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// Replaces a producer that can no longer be used (fenced, its epoch bumped by a transaction
@@ -105,6 +114,9 @@ impl RecordCollector {
                 Err((e @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
                     self.producer.poll(Duration::from_millis(50));
+                    if let Some(h) = &self.health {
+                        h.beat();
+                    }
                     let full = full_since
                         .get_or_insert_with(std::time::Instant::now)
                         .elapsed();

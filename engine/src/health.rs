@@ -22,10 +22,11 @@ impl Default for Health {
     }
 }
 
-/// A loop that has not turned for this long is stuck (a blocked write, a deadlock): `/livez` fails
-/// so that an orchestrator restarts the process. Longer than any single step may take (a commit
-/// waits at most 30 s for its flush; a restore batch and a rejoin pause are far shorter).
-pub const STUCK_AFTER: Duration = Duration::from_secs(120);
+/// A loop that has not turned for this long is stuck (a blocked write, a deadlock, a Kafka call
+/// that ignores its timeout): `/livez` fails, and `weir run` exits (code 3) so that the process
+/// is restarted. Longer than any single step may take: every wait on Kafka beats at least every
+/// 5 s, an abort waits at most 30 s, an assignment at most 60 s.
+pub const STUCK_AFTER: Duration = Duration::from_secs(90);
 
 #[derive(Default)]
 struct HealthState {

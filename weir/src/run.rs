@@ -54,6 +54,7 @@ pub fn run(file: PathBuf, overrides: RuntimeOverrides) -> ExitCode {
     }
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let stop_requested = shutdown.clone();
+    let watched = health.clone();
     let worker = std::thread::Builder::new()
         .name("weir-worker".into())
         .spawn(move || {
@@ -74,6 +75,16 @@ pub fn run(file: PathBuf, overrides: RuntimeOverrides) -> ExitCode {
         match done_rx.recv_timeout(Duration::from_millis(200)) {
             Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        // A worker loop that stopped turning is stuck in a call that ignores its timeout (seen:
+        // librdkafka's send_offsets_to_transaction after the group coordinator's broker went
+        // away, confluentinc/librdkafka#5456 and #5511). Nothing in the process can unblock it;
+        // a restarted process resumes from the committed state (exactly-once: its
+        // init_transactions aborts the open transaction). `/livez` has been failing meanwhile.
+        if let Some(why) = watched.stuck() {
+            tracing::error!("{why}: the worker is stuck in a Kafka call that does not return; exiting so that the process is restarted");
+            eprintln!("weir run: {why}: the worker is stuck in a Kafka call that does not return; exiting so that the process is restarted");
+            return ExitCode::from(3);
         }
         if stop_requested.load(Ordering::Relaxed) {
             let at = *signalled_at.get_or_insert_with(std::time::Instant::now);

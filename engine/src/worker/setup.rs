@@ -120,7 +120,8 @@ pub(super) fn start(
         }
     };
     let collector = RecordCollector::create(pc, pipeline.window().map(|w| w.changelog.clone()))
-        .map_err(|e| creation_error("creating the producer", e))?;
+        .map_err(|e| creation_error("creating the producer", e))?
+        .with_health(health.clone());
     let restore_consumer: BaseConsumer = client_config(&brokers, job)
         .set("group.id", format!("{name}-restore"))
         .set("enable.auto.commit", "false")

@@ -111,6 +111,13 @@ pub struct Offsets {
 }
 
 impl Offsets {
+    /// Where input of `topic` resumes: its committed offset, or the beginning without one.
+    pub fn resume_at(&self, topic: &str) -> rdkafka::Offset {
+        self.committed
+            .get(topic)
+            .map_or(rdkafka::Offset::Beginning, |o| rdkafka::Offset::Offset(*o))
+    }
+
     /// Offsets to commit: every input topic whose position moved past the last commit.
     pub fn uncommitted(&self) -> impl Iterator<Item = (&str, i64)> + '_ {
         self.positions

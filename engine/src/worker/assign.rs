@@ -110,13 +110,13 @@ impl TaskManager {
         self.assign(consumer, &assignment)?;
         for task in self.tasks.values() {
             for t in &task.topics {
-                let to = task
-                    .offsets
-                    .committed
-                    .get(t)
-                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
                 consumer
-                    .seek(t, task.partition, to, Duration::from_secs(10))
+                    .seek(
+                        t,
+                        task.partition,
+                        task.offsets.resume_at(t),
+                        Duration::from_secs(10),
+                    )
                     .with_context(|| format!("reading {t}[{}] again", task.partition))?;
             }
         }

@@ -242,11 +242,7 @@ impl TaskManager {
                 continue;
             }
             for t in &task.topics {
-                let to = task
-                    .offsets
-                    .committed
-                    .get(t)
-                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                let to = task.offsets.resume_at(t);
                 if let Err(e) = consumer.seek(t, task.partition, to, Duration::from_secs(10)) {
                     tracing::warn!(partition = task.partition, "rewinding {t}: {e}");
                 }

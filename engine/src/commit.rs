@@ -261,11 +261,9 @@ fn retrying(
     mut call: impl FnMut(Timeout) -> Result<(), KafkaError>,
 ) -> Result<(), KafkaError> {
     let started = std::time::Instant::now();
-    let mut result = Ok(());
     let mut waited = false;
-    loop {
+    let result = loop {
         match call(Timeout::After(CALL_SLICE)) {
-            Ok(()) => break,
             Err(e) if retriable(&e) => {
                 let secs = started.elapsed().as_secs();
                 tracing::warn!("{what}: {e}; retrying ({secs}s so far)");
@@ -273,12 +271,9 @@ fn retrying(
                 health.beat();
                 waited = true;
             }
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
+            done => break done,
         }
-    }
+    };
     if waited {
         health.clear_fatal();
     }

@@ -165,9 +165,9 @@ impl TaskManager {
 
     /// After an aborted commit or a fence: give up every task (their state is what was
     /// committed) and make the producer usable again, by an abort or, when it was fenced, by a
-    /// new producer with the same identity; the caller then leaves and rejoins the group, so
-    /// every partition is assigned, restored and read again from its committed offset by the
-    /// ordinary path.
+    /// new producer with the same identity. The caller then opens the same partitions again in
+    /// place (`reopen`) or leaves and rejoins the group, so every partition is restored and read
+    /// again from its committed offset by the ordinary path.
     pub(super) fn restart_after_abort(&mut self) -> Result<(), StepError> {
         self.close_all();
         self.emits.clear();
@@ -195,9 +195,10 @@ impl TaskManager {
     /// The producer can no longer be used: a transaction outlived the transaction timeout (a
     /// broker outage, a stalled thread) and the coordinator bumped its epoch, or another
     /// producer took its transactional id. Nothing of the open transaction can commit, and none
-    /// of the tasks' uncommitted work may reach their stores: the worker gives up every task,
-    /// renews the producer (`init_transactions` then fences any real twin) and rejoins, like
-    /// Kafka Streams closing its tasks dirty. A live twin is told by the group (see `rejoin`).
+    /// of the tasks' uncommitted work may reach their stores: at its next turn the worker gives
+    /// up every task, renews the producer (`init_transactions` then fences any real twin) and
+    /// opens the tasks again, like Kafka Streams closing its tasks dirty. A live twin is told by
+    /// the group (see `rejoin`).
     pub(crate) fn producer_fenced(&mut self, why: String) {
         tracing::warn!("the producer was fenced: {why}");
         self.renew_producer = true;

@@ -23,18 +23,14 @@ impl Loop {
             self.health.set_rejoining(Some(why));
             let mut c = self.started.core.lock().unwrap();
             c.restart_after_abort()?;
-            match c.reopen(&self.started.consumer) {
-                Ok(()) if c.rejoin_because.is_none() => {
-                    self.health.set_rejoining(None);
-                    return Ok(());
-                }
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    let why = format!("opening the tasks again failed: {e:#}");
-                    c.rejoin_because = Some(why);
-                    return Ok(());
-                }
+            if let Err(e) = c.reopen(&self.started.consumer) {
+                // The next turn rejoins the group instead.
+                c.rejoin_because = Some(format!("opening the tasks again failed: {e:#}"));
             }
+            if c.rejoin_because.is_none() {
+                self.health.set_rejoining(None);
+            }
+            return Ok(());
         }
         self.rejoin_backoff =
             (self.rejoin_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));

@@ -74,12 +74,11 @@ impl Loop {
                 Ok(None) => {}
                 // A failed rejoin (no new producer, no subscription) stops the worker.
                 Ok(Some(why)) => self.rejoin(why)?,
+                // Not every error is a stop. A producer that failed for good (fenced: a
+                // transaction outlived its timeout) fails whatever was sending through it: the
+                // next turn recovers. A send the open transaction refused (it must be aborted
+                // first) is an aborted cycle: every task back to its committed state and offsets.
                 Err(e) => {
-                    // A producer that failed for good (fenced: a transaction outlived its
-                    // timeout) fails whatever was sending through it. That is recovered from by
-                    // the rejoin at the next turn, not a stop.
-                    // A send the open transaction refused (it must be aborted first) is an
-                    // aborted cycle: every task back to its committed state and offsets.
                     let mut c = self.started.core.lock().unwrap();
                     if let Some(fatal) = c.producer_failed() {
                         c.producer_fenced(format!("{e:#} ({fatal})"));

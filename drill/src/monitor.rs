@@ -24,6 +24,9 @@ pub struct WorkerView {
     pub rss: i64,
     pub fds: i64,
     pub started: i64,
+    /// `weir_rocksdb_block_cache_bytes`: the stores' shared block cache, memtables included (they
+    /// are charged to it). Bounded by `runtime.block_cache_bytes`.
+    pub cache: i64,
 }
 
 impl WorkerView {
@@ -194,6 +197,7 @@ fn run(w: Watch, probe: Probe, data: Arc<Mutex<Data>>, stop: Arc<AtomicBool>) {
                     rss: metric_sum(&body, "process_resident_memory_bytes") as i64,
                     fds: metric_sum(&body, "process_open_fds") as i64,
                     started: metric_sum(&body, "process_start_time_seconds") as i64,
+                    cache: metric_sum(&body, "weir_rocksdb_block_cache_bytes") as i64,
                 })
             })
             .collect();

@@ -372,26 +372,12 @@ impl Report {
             );
         }
         for r in &self.resources {
-            let growth = |g: Option<f64>| g.map_or("-".to_string(), |g| format!("{g:+.1} %"));
-            let _ = writeln!(
-                s,
-                "  w{} {:.0}-{:.0} s: RSS peak {:.1} MiB, {:?} -> {:?} MiB ({}), open files {:?} -> {:?} ({})",
-                r.worker,
-                r.from_s,
-                r.to_s,
-                r.rss_peak_mib,
-                r.rss_after_warmup_mib.unwrap_or(0.0),
-                r.rss_end_mib.unwrap_or(0.0),
-                growth(r.rss_growth_pct),
-                r.fds_after_warmup.unwrap_or(0),
-                r.fds_end.unwrap_or(0),
-                growth(r.fds_growth_pct),
-            );
+            let _ = writeln!(s, "  {}", r.summary());
         }
         if let Some(limit) = self.max_growth_pct {
             let _ = writeln!(
                 s,
-                "  resources: growth after warm-up {} the {limit} % limit",
+                "  resources: growth after warm-up (memory outside the block cache, open files) {} the {limit} % limit",
                 if self.resources_within_limit() {
                     "within"
                 } else {

@@ -176,6 +176,9 @@ fn real_drill_soak_quick_is_verified_and_samples_the_workers_resources() {
         assert!(r["samples"].as_u64().unwrap() > 100, "{r}");
         assert!(r["rss_peak_mib"].as_f64().unwrap() > 1.0, "{r}");
         assert!(r["rss_growth_pct"].is_number(), "{r}");
+        assert!(r["outside_cache_growth_pct"].is_number(), "{r}");
+        // The stores' cache is sampled too: the job keeps windows in RocksDB.
+        assert!(r["cache_peak_mib"].as_f64().unwrap() > 0.0, "{r}");
     }
     assert!(
         resources.iter().filter(|r| r["worker"] == 2).count() > 1,

@@ -314,6 +314,40 @@ pub enum Guarantee {
     ExactlyOnce,
 }
 
+/// The consumer group protocol a worker joins with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupProtocol {
+    /// The classic protocol: the group's leader assigns; session and heartbeat are the client's.
+    #[default]
+    Classic,
+    /// KIP-848 (Kafka 4.0+ brokers): the coordinator assigns, incrementally; session timeout and
+    /// heartbeat interval are the broker's `group.consumer.*` settings.
+    Consumer,
+}
+
+impl GroupProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+}
+
+impl std::str::FromStr for GroupProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "classic" => Ok(GroupProtocol::Classic),
+            "consumer" => Ok(GroupProtocol::Consumer),
+            other => Err(format!(
+                "unknown group protocol {other:?}: \"classic\" or \"consumer\""
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum BadRecordPolicy {
@@ -373,6 +407,8 @@ pub struct RuntimeSection {
     /// Static membership: this worker's `group.instance.id`.
     pub instance_id: Option<String>,
     pub session_timeout: Option<Duration>,
+    /// The consumer group protocol (`classic` by default; `consumer` is KIP-848).
+    pub group_protocol: Option<GroupProtocol>,
     /// Shared RocksDB block cache of the worker, bytes.
     pub block_cache_bytes: Option<u64>,
     /// Shared RocksDB write-buffer budget of the worker, bytes.

@@ -13,7 +13,7 @@
 //!
 //! Every other property is passed through as written.
 
-use crate::{Guarantee, Job};
+use crate::{GroupProtocol, Guarantee, Job};
 use std::collections::BTreeMap;
 
 /// Which of weir's clients a property is set on.
@@ -148,19 +148,6 @@ fn toml_key(key: &str) -> String {
     }
 }
 
-/// The partition assignment strategy weir uses for a job: `range` when a task reads partition p
-/// of more than one topic (several input topics, or the input and its repartition topic), since
-/// the range assignor gives one member partition p of all co-partitioned topics;
-/// `cooperative-sticky` otherwise, which moves only the partitions that must move.
-pub fn assignment_strategy(job: &Job) -> &'static str {
-    let topics = job.source.topics.len() + usize::from(job.repartition_topic().is_some());
-    if topics > 1 {
-        "range"
-    } else {
-        "cooperative-sticky"
-    }
-}
-
 /// The properties weir needs for this job, with the values it needs.
 pub fn required(job: &Job) -> Vec<Required> {
     let exactly_once = job.processing.guarantee == Guarantee::ExactlyOnce;
@@ -200,18 +187,6 @@ pub fn required(job: &Job) -> Vec<Required> {
             why: "static membership, whose id also names the worker's transactional producer",
             set_by_weir: true,
             instead: Some("set runtime.instance_id (or --instance-id) instead"),
-        },
-        Required {
-            name: "partition.assignment.strategy",
-            aliases: aliases_of("partition.assignment.strategy"),
-            client: Client::Consumer,
-            need: Need::Exact(
-                assignment_strategy(job).to_string(),
-                "for this job's input topics",
-            ),
-            why: "weir's tasks (partition p of every topic a task reads goes to the same member)",
-            set_by_weir: true,
-            instead: None,
         },
         Required {
             name: "enable.auto.commit",
@@ -313,6 +288,7 @@ pub fn required(job: &Job) -> Vec<Required> {
             instead: None,
         });
     }
+    all.extend(assignment(job));
     all.push(if exactly_once {
         Required {
             name: "transactional.id",
@@ -498,7 +474,16 @@ pub struct Conflict {
 
 /// Every entry of the job's `[kafka.properties]` that contradicts what weir needs, in key order.
 pub fn conflicts(job: &Job) -> Vec<Conflict> {
-    let required = required(job);
+    conflicts_with(job, &required(job))
+}
+
+/// [`conflicts`] for the group protocol a worker resolved at run time (`WEIR_GROUP_PROTOCOL` may
+/// name another than the file): the properties that protocol does not take.
+pub fn conflicts_under(job: &Job, protocol: GroupProtocol) -> Vec<Conflict> {
+    conflicts_with(job, &assignment_under(job, protocol))
+}
+
+fn conflicts_with(job: &Job, required: &[Required]) -> Vec<Conflict> {
     job.kafka
         .properties
         .iter()
@@ -512,81 +497,9 @@ pub fn conflicts(job: &Job) -> Vec<Conflict> {
         .collect()
 }
 
+mod assignment;
+use assignment::{assignment, assignment_under};
+pub use assignment::{assignment_strategy, remote_assignor};
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(extra: &str) -> Job {
-        let text = format!(
-            "name = \"j\"\n[source]\ntopics = [\"t\"]\n[sink]\ntopic = \"o\"\n{extra}\n[kafka.properties]\n"
-        );
-        crate::parse_job("j.toml", &text, &|_| None).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    #[test]
-    fn values_are_compared_as_librdkafka_reads_them() {
-        assert!(Need::Bool(false).accepts("FALSE"));
-        assert!(Need::Bool(false).accepts("0"));
-        assert!(!Need::Bool(false).accepts("no"));
-        assert!(Need::Word(&["earliest", "smallest", "beginning"]).accepts("Smallest"));
-        assert!(!Need::Word(&["read_committed"]).accepts("read_uncommitted"));
-        assert!(Need::AtMost(5).accepts(" 5"));
-        assert!(!Need::AtMost(5).accepts("6"));
-        assert!(!Need::AtLeast(1).accepts("many"));
-        assert!(!Need::AtRunTime("x").accepts("anything"));
-    }
-
-    #[test]
-    fn user_value_finds_a_property_under_any_of_its_names() {
-        let props: BTreeMap<String, String> = [("queue.buffering.max.ms", "50"), ("acks", "all")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        assert_eq!(
-            user_value(&props, "linger.ms"),
-            Some(("queue.buffering.max.ms", "50"))
-        );
-        assert_eq!(
-            user_value(&props, "request.required.acks"),
-            Some(("acks", "all"))
-        );
-        assert_eq!(user_value(&props, "compression.type"), None);
-        assert_eq!(user_value(&props, "unknown.property"), None);
-    }
-
-    #[test]
-    fn the_assignment_strategy_follows_the_topics_a_task_reads() {
-        assert_eq!(assignment_strategy(&job("")), "cooperative-sticky");
-        let text = "name = \"j\"\n[source]\ntopics = [\"a\", \"b\"]\n[sink]\ntopic = \"o\"\n";
-        let two = crate::parse_job("j.toml", text, &|_| None).unwrap();
-        assert_eq!(assignment_strategy(&two), "range");
-    }
-
-    #[test]
-    fn idle_close_needs_the_consumer_statistics() {
-        let stats = |job: &Job| {
-            required(job)
-                .into_iter()
-                .find(|r| r.name == "statistics.interval.ms")
-        };
-        assert_eq!(stats(&job("")), None);
-        let text = "name = \"j\"\n[source]\ntopics = [\"t\"]\n[[pipeline]]\nwindow = { type = \"tumbling\", size = \"1h\", close_idle_after = \"10m\" }\n[[pipeline]]\naggregate = { store = \"s\", field = \"kwh\", functions = [\"sum\"] }\n[sink]\ntopic = \"o\"\n[kafka.properties]\n\"statistics.interval.ms\" = \"0\"\n";
-        let err = crate::parse_job("j.toml", text, &|_| None).unwrap_err();
-        assert_eq!(err.0.len(), 1, "{err}");
-        assert!(err.0[0].to_string().starts_with("j.toml:11:1: kafka.properties.\"statistics.interval.ms\" = \"0\" conflicts with close_idle_after"), "{err}");
-        let slower = text.replace("\"0\"", "\"30000\"");
-        assert!(crate::parse_job("j.toml", &slower, &|_| None).is_ok());
-    }
-
-    #[test]
-    fn transactional_ids_are_weirs_under_either_guarantee() {
-        let alo = job("");
-        let r = required(&alo);
-        let t = r.iter().find(|r| r.name == "transactional.id").unwrap();
-        assert_eq!(t.need, Need::Unset);
-        let eos = job("[processing]\nguarantee = \"exactly_once\"");
-        let r = required(&eos);
-        let t = r.iter().find(|r| r.name == "transactional.id").unwrap();
-        assert!(matches!(t.need, Need::AtRunTime(_)));
-    }
-}
+mod tests;

@@ -483,6 +483,14 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
             );
         }
     }
+    if job.runtime.group_protocol == Some(crate::GroupProtocol::Consumer)
+        && job.runtime.session_timeout.is_some()
+    {
+        report(
+            locate(text, "runtime", "session_timeout"),
+            "session_timeout does not apply under group_protocol = \"consumer\": the broker's group.consumer.session.timeout.ms decides".into(),
+        );
+    }
     let conflicts = crate::kafka_props::conflicts(job);
     if !conflicts.is_empty() {
         let doc = ImDocument::parse(text).ok();

@@ -1,6 +1,9 @@
 //! Giving up every task and joining the group again: after a failed assignment or store, and
 //! after the group fenced the consumer's static instance id (a new consumer joins in its place,
-//! unless that happens again soon: a live twin). After a fenced producer whose consumer still
+//! unless that happens again soon: a live twin). Under the consumer group protocol (KIP-848) it
+//! is the joining member that is refused while another holds its instance id: a predecessor
+//! killed without leaving holds it until the broker's session times out, so the worker retries
+//! every few seconds, not ready, and stops only when the refusals outlast that session by far. After a fenced producer whose consumer still
 //! holds its assignment, the tasks are opened again in place instead: no rebalance, so no member
 //! waits for another that is still stuck in an outage.
 
@@ -10,6 +13,9 @@ use super::*;
 /// A consumer fenced again within this long after it was replaced (or within twice the session
 /// timeout, if longer) means another live process holds the same instance id.
 const TWIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// How often a refused instance id (KIP-848's UNRELEASED_INSTANCE_ID) asks again.
+const REFUSED_RETRY: Duration = Duration::from_secs(2);
 
 impl Loop {
     /// Gives up every task and its uncommitted work. After a fenced producer, with the consumer
@@ -32,15 +38,21 @@ impl Loop {
             }
             return Ok(());
         }
-        self.rejoin_backoff =
-            (self.rejoin_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        let fatal = self.started.consumer.client().fatal_error();
+        let refused = matches!(&fatal, Some((RDKafkaErrorCode::UnreleasedInstanceId, _)));
+        self.rejoin_backoff = if refused {
+            REFUSED_RETRY
+        } else {
+            (self.rejoin_backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+        };
         tracing::warn!(
             "{why}: closing every task, rejoining the group in {:.0?}",
             self.rejoin_backoff
         );
         self.health.set_rejoining(Some(why));
         self.started.core.lock().unwrap().restart_after_abort()?;
-        match self.started.consumer.client().fatal_error() {
+        match fatal {
+            Some((_, reason)) if refused => self.retry_refused(&reason)?,
             Some((code, reason)) => self.renew_consumer(&format!("{code}: {reason}"))?,
             None => self.started.consumer.unsubscribe(),
         }
@@ -84,6 +96,36 @@ impl Loop {
         // tasks are closed already, so nothing is committed under the fenced identity.
         drop(std::mem::replace(&mut self.started.consumer, fresh));
         self.consumer_renewed_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The group refused this worker's instance id as held by another member (librdkafka makes
+    /// it fatal): a predecessor that died without leaving holds it until the broker's session
+    /// (`group.consumer.session.timeout.ms`, 45 s by default) runs out, a live twin holds it for
+    /// good. A new consumer asks again; refusals for twice that session (at least a minute)
+    /// mean a twin, and this worker stops, leaving the partitions to it.
+    fn retry_refused(&mut self, reason: &str) -> anyhow::Result<()> {
+        // Refusals more than a few retries apart are separate episodes: the member was
+        // accepted in between (a worker with no partitions never runs a task to say so).
+        let since = match self.refused_since {
+            Some((since, last)) if last.elapsed() < REFUSED_RETRY * 5 => since,
+            _ => Instant::now(),
+        };
+        self.refused_since = Some((since, Instant::now()));
+        let window = TWIN_WINDOW.max(self.started.consumers.session_timeout * 2);
+        if since.elapsed() >= window {
+            let id = self.started.consumers.instance_id.as_deref().unwrap_or("-");
+            bail!(
+                "another live worker uses instance id {id}: the group has refused it for {:.0}s ({reason}); stopping, so that the other keeps the partitions",
+                since.elapsed().as_secs_f64()
+            );
+        }
+        tracing::warn!(
+            "the group refuses this worker's instance id as still held ({reason}): a predecessor's session has not run out yet; asking again in {REFUSED_RETRY:?}"
+        );
+        self.metrics.consumer_renewals.inc();
+        let fresh = self.started.consumers.create()?;
+        drop(std::mem::replace(&mut self.started.consumer, fresh));
         Ok(())
     }
 }

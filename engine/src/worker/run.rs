@@ -26,6 +26,7 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
         next_housekeeping: Instant::now(),
         rejoin_backoff: Duration::ZERO,
         consumer_renewed_at: None,
+        refused_since: None,
         started,
         metrics,
         health: health.clone(),
@@ -62,6 +63,9 @@ pub(super) struct Loop {
     pub rejoin_backoff: Duration,
     /// When the group consumer was last replaced after a fence (see `rejoin`).
     pub consumer_renewed_at: Option<Instant>,
+    /// Since when the group has refused this worker's instance id as still held by another
+    /// member (the consumer group protocol; see `rejoin`), and when it last did.
+    pub refused_since: Option<(Instant, Instant)>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub shutdown: Arc<AtomicBool>,
@@ -122,6 +126,7 @@ impl Loop {
             }
             if c.tasks.values().any(|t| t.state() == TaskState::Running) {
                 self.rejoin_backoff = Duration::ZERO;
+                self.refused_since = None;
             }
             let now = Instant::now();
             if now >= self.next_housekeeping {

@@ -3,6 +3,7 @@
 //! and the core they share; the group subscribed.
 
 use super::*;
+use weir_config::GroupProtocol;
 
 /// A started worker, ready for the poll loop.
 pub(super) struct Started {
@@ -168,36 +169,48 @@ pub(super) fn start(
     // A task is partition p of every subscribed topic, so one member must own p of all of them.
     // The range assignor gives that for co-partitioned topics (each topic's partitions go to the
     // members in the same order); cooperative-sticky balances topic-partitions independently, so
-    // it is kept for single-topic jobs, where it moves only the partitions that must move.
-    let co_partitioned = topics.len() + usize::from(repartition.is_some()) > 1;
+    // it is kept for single-topic jobs, where it moves only the partitions that must move. Under
+    // the consumer group protocol the coordinator assigns (its `range` and `uniform` assignors,
+    // both sticky), and session and heartbeat are the broker's.
+    let conflicts = weir_config::kafka_props::conflicts_under(job, runtime.group_protocol);
+    if let Some(c) = conflicts.first() {
+        bail!("{}", c.message);
+    }
     let mut cc = client_config(&brokers, job);
     cc.set("group.id", &name)
-        .set(
-            "partition.assignment.strategy",
-            if co_partitioned {
-                "range"
-            } else {
-                "cooperative-sticky"
-            },
-        )
+        .set("group.protocol", runtime.group_protocol.name())
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed");
-    set_default(
-        &mut cc,
-        job,
-        "session.timeout.ms",
-        runtime.session_timeout.as_millis().to_string(),
-    );
-    set_default(
-        &mut cc,
-        job,
-        "heartbeat.interval.ms",
-        (runtime.session_timeout.as_millis() / 5)
-            .max(100)
-            .to_string(),
-    );
+    match runtime.group_protocol {
+        GroupProtocol::Classic => {
+            cc.set(
+                "partition.assignment.strategy",
+                weir_config::kafka_props::assignment_strategy(job),
+            );
+            set_default(
+                &mut cc,
+                job,
+                "session.timeout.ms",
+                runtime.session_timeout.as_millis().to_string(),
+            );
+            set_default(
+                &mut cc,
+                job,
+                "heartbeat.interval.ms",
+                (runtime.session_timeout.as_millis() / 5)
+                    .max(100)
+                    .to_string(),
+            );
+        }
+        GroupProtocol::Consumer => {
+            cc.set(
+                "group.remote.assignor",
+                weir_config::kafka_props::remote_assignor(job),
+            );
+        }
+    }
     set_default(&mut cc, job, "statistics.interval.ms", "5000");
     set_default(&mut cc, job, "queued.max.messages.kbytes", "4096");
     if let Some(id) = &runtime.instance_id {
@@ -216,7 +229,7 @@ pub(super) fn start(
     let subscribed: Vec<String> = topics.iter().chain(repartition.iter()).cloned().collect();
     let names: Vec<&str> = subscribed.iter().map(String::as_str).collect();
     consumer.subscribe(&names).context("subscribing")?;
-    tracing::info!(job = %name, brokers = %brokers, topics = ?topics, partitions, sink = %results_to, "worker started");
+    tracing::info!(job = %name, brokers = %brokers, topics = ?topics, partitions, sink = %results_to, group_protocol = runtime.group_protocol.name(), "worker started");
     Ok(Started {
         core,
         consumer,

@@ -107,8 +107,10 @@ pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
     let work = tempfile::Builder::new()
         .prefix(&format!("weir-drill-{}-", plan.name))
         .tempdir()
-        .context("creating the work directory")?;
-    let job_path = work.path().join("job.toml");
+        .context("creating the work directory")?
+        // Kept whatever goes wrong (the logs say why); removed only after a verified run.
+        .keep();
+    let job_path = work.as_path().join("job.toml");
     std::fs::write(
         &job_path,
         rewrite_job(&plan, &job_text, &names, &bootstrap)?,
@@ -139,20 +141,33 @@ pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    if let Some(s) = plan.scenario.session_timeout {
-        env.push((
-            "WEIR_SESSION_TIMEOUT".into(),
-            format!("{}ms", s.as_millis()),
-        ));
-    }
     env.extend(parse_env(&args.worker_env)?);
+    // The scenario's session timeout is the classic protocol's: under the consumer protocol the
+    // broker's decides (and a worker refuses one).
+    let broker_sessions = env
+        .iter()
+        .any(|(k, v)| k == "WEIR_GROUP_PROTOCOL" && v == "consumer");
+    let given = env.iter().any(|(k, _)| k == "WEIR_SESSION_TIMEOUT");
+    if let Some(s) = plan
+        .scenario
+        .session_timeout
+        .filter(|_| !broker_sessions && !given)
+    {
+        env.insert(
+            0,
+            (
+                "WEIR_SESSION_TIMEOUT".into(),
+                format!("{}ms", s.as_millis()),
+            ),
+        );
+    }
     let setup_t0 = Instant::now();
     let mut workers = Workers::new(
         Launch {
             bin,
             job: job_path.clone(),
             bootstrap: bootstrap.clone(),
-            root: work.path().to_path_buf(),
+            root: work.as_path().to_path_buf(),
             job_name: job_name.clone(),
             env,
             static_membership: plan.scenario.static_membership,
@@ -185,7 +200,7 @@ pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
     if !settled {
         bail!(
             "the workers did not take every partition within 120 s; see the logs in {}",
-            work.path().display()
+            work.as_path().display()
         );
     }
 
@@ -246,7 +261,6 @@ pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
         stop_input.store(true, Ordering::Relaxed);
         let _ = feeder.join();
         d.workers.stop_all(Duration::from_secs(10));
-        let _ = work.keep();
         return Err(e);
     }
     if let Some(f) = feeder.acks.first_failure() {
@@ -347,7 +361,7 @@ pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
             .as_ref()
             .filter(|r| !plan.quick || r.judge_quick)
             .map(|r| r.max_growth_pct),
-        work_dir: work.path().display().to_string(),
+        work_dir: work.as_path().display().to_string(),
     };
     report.apply(&verdict, exactly_once);
     drop(workers);
@@ -366,9 +380,8 @@ pub fn run(args: &DrillArgs) -> anyhow::Result<Report> {
         topics.extend(job.changelog_topic());
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         cluster::delete_topics(&bootstrap, &topics);
+        let _ = std::fs::remove_dir_all(&work);
         report.work_dir = "(removed)".into();
-    } else {
-        let _ = work.keep();
     }
     Ok(report)
 }

@@ -221,12 +221,19 @@ impl Drill<'_> {
     }
 }
 
+/// How long after its planned end (and after the last fault) the input may still be waiting for
+/// acknowledgements before the drill gives up on its own producer: it retries without a timeout,
+/// so a broker that never takes the records again would otherwise keep the drill running forever.
+const INPUT_GRACE: Duration = Duration::from_secs(180);
+
 /// Runs the faults while the input flows; returns when both are done.
 pub fn timeline(
     d: &mut Drill<'_>,
     feeder: &mut input::Feeder,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
+    let input_due = d.t0 + d.plan.input.duration();
+    let mut settled_at: Option<Instant> = None;
     loop {
         for w in d.workers.reap() {
             d.progress.event(&format!(
@@ -245,6 +252,20 @@ pub fn timeline(
         }
         if stop.load(Ordering::Relaxed) {
             bail!("stopped");
+        }
+        // Every fault done and every broker back: from then on the input only waits for acks.
+        if d.queue.is_empty() && d.broker_back.is_empty() && Instant::now() >= input_due {
+            let since = *settled_at.get_or_insert_with(Instant::now);
+            if since.elapsed() > INPUT_GRACE {
+                stop.store(true, Ordering::Relaxed);
+                bail!(
+                    "the drill's own input producer has {} of {} records unacknowledged {:.0} s after the input was due to end and every broker was back ({} sent): the brokers stopped taking them; not a verdict on weir",
+                    feeder.total - feeder.acks.acked(),
+                    feeder.total,
+                    since.elapsed().as_secs_f64(),
+                    feeder.sent.load(Ordering::Relaxed)
+                );
+            }
         }
         // Waiting for the next scheduled moment (a fault, a restart), not for a condition.
         std::thread::sleep(Duration::from_millis(50));

@@ -159,12 +159,8 @@ fn real_drill_a_rolling_restart_of_the_brokers_is_verified_exactly_once() {
 }
 
 /// The soak's short version: its kills and bounces verified, and every worker process's memory
-/// and open files sampled (judged only in the full run). Not in the default suite: on the single
-/// test broker its nine faults in two minutes have left the drill's own input producer unable to
-/// deliver after the last restart (the drill then never ends), which says nothing about weir.
-/// Run it with `cargo xtask test -- -- --ignored real_drill_soak`.
+/// and open files sampled (judged only in the full run).
 #[test]
-#[ignore = "the drill's input producer can stall after the quick soak's broker restarts on one broker"]
 fn real_drill_soak_quick_is_verified_and_samples_the_workers_resources() {
     let o = assert_broker_drill("soak");
     let resources = o.report["resources"].as_array().unwrap();

@@ -125,3 +125,79 @@ fn real_key_by_at_least_once_counts_every_reading_once_through_three_kills() {
     );
     assert_eq!(w.stop(), 0);
 }
+
+/// Under the consumer group protocol (KIP-848) the coordinator assigns: its `range` assignor must
+/// give one worker partition p of both the input and the repartition topic, or tasks would read
+/// half their records. A second worker joins while readings flow (an incremental rebalance), both
+/// end with tasks, and every emission equals the oracle.
+#[test]
+fn real_key_by_under_the_consumer_group_protocol_keeps_tasks_co_partitioned() {
+    let kafka = Kafka::real();
+    let b = kafka.bootstrap();
+    let name = unique("rekeyed-kip848");
+    let (input, output) = (format!("{name}-in"), format!("{name}-out"));
+    kafka.create_topic(&input, PARTITIONS);
+    kafka.create_topic(&output, PARTITIONS);
+    let dir = tempfile::tempdir().unwrap();
+    let job = rekeyed_at_least_once(dir.path(), &name, &input, &output);
+    let meters = 30;
+    let readings: Vec<Reading> = GeneratorSpec {
+        meters,
+        hours: 6,
+        readings_per_hour: 12,
+        ..Default::default()
+    }
+    .readings()
+    .collect();
+    let env = [("WEIR_GROUP_PROTOCOL", "consumer")];
+    let first = Worker::start_with(&job, &b, &dir.path().join("w1"), &env);
+    first.await_ready(LONG);
+    let half = readings.len() / 2;
+    produce_readings(&b, &input, &readings[..half]);
+    await_workers(LONG, "the first half read", &[&first], || {
+        (0..PARTITIONS)
+            .map(|p| committed_offset(&b, &name, &input, p).unwrap_or(0))
+            .sum::<i64>() as usize
+            >= half
+    });
+    let second = Worker::start_with(&job, &b, &dir.path().join("w2"), &env);
+    let running = |w: &Worker| {
+        metric_by_partition(&w.metrics(), "weir_task_state")
+            .values()
+            .filter(|s| **s == 2.0)
+            .count()
+    };
+    await_workers(
+        LONG,
+        "both workers running tasks",
+        &[&first, &second],
+        || {
+            running(&first) > 0
+                && running(&second) > 0
+                && running(&first) + running(&second) == PARTITIONS as usize
+        },
+    );
+    produce_readings(&b, &input, &readings[half..]);
+    let expected = oracle(&readings);
+    let results = || parse_outputs(&read_to_end(&b, &output));
+    await_workers(LONG, "every meter-hour", &[&first, &second], || {
+        expected.keys().all(|k| results().contains_key(k))
+    });
+    let problems = compare_emissions(&results(), &expected);
+    assert!(
+        problems.is_empty(),
+        "{} problems, first: {:?}\n{}\n{}",
+        problems.len(),
+        &problems[..problems.len().min(5)],
+        first.log_text(),
+        second.log_text()
+    );
+    assert!(
+        first.log_text().contains("group_protocol=\"consumer\"")
+            || first.log_text().contains("group_protocol=consumer"),
+        "{}",
+        first.log_text()
+    );
+    assert_eq!(second.stop(), 0);
+    assert_eq!(first.stop(), 0);
+}

@@ -264,6 +264,8 @@ fn run_bench(bootstrap: &str, smoke: bool, args: &[&str]) -> Result<(), String> 
             "1000",
             "--timeout-s",
             "180",
+            "--rounds",
+            "1",
         ]);
     }
     cmd.args(args);

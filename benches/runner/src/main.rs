@@ -19,12 +19,16 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use weir_engine::generator::GeneratorSpec;
+
+mod steady;
+mod summary;
+use steady::Steady;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -35,7 +39,7 @@ struct Args {
     #[arg(long)]
     bootstrap: String,
     /// Input records (plus one sentinel per partition that closes the last windows).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 3_000_000)]
     records: u64,
     #[arg(long, default_value_t = 100_000)]
     meters: u32,
@@ -62,6 +66,9 @@ struct Args {
     /// Where the JSON results go.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Interleaved rounds of every runner (median and spread reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Give up on a runner after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout_s: u64,
@@ -101,13 +108,23 @@ fn bare_consumer(bootstrap: &str, topic: &str, expect: u64) -> anyhow::Result<()
     c.assign(&tpl)?;
     let mut n = 0u64;
     let mut bytes = 0u64;
+    // The clock is read at the two marks only, not per record.
+    let marks = Steady::new(expect);
+    let (mut t10, mut t90) = (0, 0);
     while n < expect {
         if let Some(m) = c.poll(Duration::from_secs(5)) {
             bytes += m?.payload_len() as u64;
             n += 1;
+            if n == marks.low() {
+                t10 = steady::unix_ms();
+            }
+            if n == marks.high() {
+                t90 = steady::unix_ms();
+            }
         }
     }
     println!("{n} records, {bytes} bytes");
+    println!("{}", steady::bare_line(t10, t90));
     Ok(())
 }
 
@@ -408,12 +425,21 @@ fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
     eprintln!("weir-bench: {} ...", run.name);
     let log = std::env::temp_dir().join(format!("weir-bench-{}.log", run.name));
     let started = Instant::now();
+    let spawned_unix_ms = steady::unix_ms();
+    let mut steady = Steady::new(input.total);
     let child = run
         .command
-        .stdout(Stdio::null())
+        // The bare consumer reports its own marks on stdout (a runner with a group is sampled).
+        .stdout(if run.group.is_none() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(std::fs::File::create(&log)?)
         .spawn()
         .with_context(|| format!("starting {}", run.name))?;
+    let mut child = child;
+    let bare_out = child.stdout.take();
     let pid = child.id();
     let timeout = Duration::from_secs(a.timeout_s);
     let mut cpu_s = 0.0;
@@ -431,6 +457,7 @@ fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
         }
         if let Some(g) = &run.group {
             let c = committed_total(&a.bootstrap, g, input.topic, a.partitions);
+            steady.observe(started.elapsed().as_secs_f64(), c.max(0) as u64);
             // Drained: every input offset committed and as many output records as windows
             // (windows that close at once are emitted over several commit cycles, after the
             // offsets that closed them; under exactly-once the count includes commit markers,
@@ -451,9 +478,22 @@ fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
     let drain_s = started.elapsed().as_secs_f64();
     cpu_s = cpu_seconds(pid).max(cpu_s);
     peak = peak_rss_bytes(pid).max(peak);
+    if let Some(out) = bare_out {
+        let marks = BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| steady::parse_bare_line(&l, spawned_unix_ms));
+        if let Some((t10, t90)) = marks {
+            steady.t10 = Some(t10);
+            steady.t90 = Some(t90);
+        }
+    }
     let mut result = json!({
         "drain_s": round(drain_s),
         "records_per_s": (input.total as f64 / drain_s).round(),
+        "steady_records_per_s": steady.rate().map(f64::round),
+        "steady_span_s": steady.span_s().map(round),
+        "to_10_percent_s": steady.t10.map(round),
         "cpu_s": round(cpu_s),
         "peak_rss_bytes": peak,
     });
@@ -755,105 +795,131 @@ fn compare(a: &Args) -> anyhow::Result<()> {
         total,
         oracle: &oracle,
     };
-    let mut runs = serde_json::Map::new();
     let me = std::env::current_exe()?;
-
-    if wanted("bare") {
-        let c = bare_command(a, &me, &input, total);
-        let r = measure(
-            &inp,
-            Run {
-                name: "bare",
-                command: c,
-                group: None,
-                output: None,
-                duplicates_allowed: false,
-            },
-        )?;
-        runs.insert("bare".into(), r);
-    }
+    // The broker has just started and the input was just written: one untimed drain warms its
+    // page cache and connections before anything is measured.
+    measure(
+        &inp,
+        Run {
+            name: "warm-up",
+            command: bare_command(a, &me, &input, total),
+            group: None,
+            output: None,
+            duplicates_allowed: false,
+        },
+    )?;
+    // Interleaved rounds (bare, weir, peers, then again): noise and warm-up then spread over
+    // every runner instead of favouring the ones measured last.
+    let mut rounds: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut alos_state = None;
-    for (key, eos) in [("weir_alos", false), ("weir_eos", true)] {
-        if !(wanted(key) || key == "weir_alos" && wanted("restore")) {
-            continue;
-        }
-        let name = format!("{base}-{key}").replace('_', "-");
-        let output = format!("{name}-out");
-        create_topics(&a.bootstrap, std::slice::from_ref(&output), a.partitions)?;
-        let job = job_file(a, &work, &name, &input, &output, eos)?;
-        let state = work.join(&name);
-        let r = measure(
-            &inp,
-            Run {
-                name: key,
-                command: weir_command(a, &job, &state, None),
-                group: Some(name.clone()),
-                output: Some(output),
-                duplicates_allowed: !eos,
-            },
-        )?;
-        runs.insert(key.into(), r);
-        if !eos {
-            alos_state = Some((job, state, name));
-        }
-    }
     let mut ks_alos = None;
-    if let Some(jar) = &a.kafka_streams_jar {
-        for (key, guarantee) in [
-            ("kafka_streams_alos", "at_least_once"),
-            ("kafka_streams_eos", "exactly_once_v2"),
-        ] {
-            if !wanted(key) {
+    for round in 0..a.rounds.max(1) {
+        eprintln!("weir-bench: round {} of {}", round + 1, a.rounds.max(1));
+
+        if wanted("bare") {
+            let c = bare_command(a, &me, &input, total);
+            let r = measure(
+                &inp,
+                Run {
+                    name: "bare",
+                    command: c,
+                    group: None,
+                    output: None,
+                    duplicates_allowed: false,
+                },
+            )?;
+            rounds.entry("bare".into()).or_default().push(r);
+        }
+        for (key, eos) in [("weir_alos", false), ("weir_eos", true)] {
+            if !(wanted(key) || key == "weir_alos" && wanted("restore")) {
                 continue;
             }
-            let app = format!("{base}-{key}").replace('_', "-");
-            let output = format!("{app}-out");
+            let name = format!("{base}-r{round}-{key}").replace('_', "-");
+            let output = format!("{name}-out");
             create_topics(&a.bootstrap, std::slice::from_ref(&output), a.partitions)?;
-            let c =
-                kafka_streams_command(a, jar, &input, &output, &app, guarantee, &work.join(&app));
-            if guarantee == "at_least_once" {
-                ks_alos = Some((output.clone(), app.clone()));
-            }
+            let job = job_file(a, &work, &name, &input, &output, eos)?;
+            let state = work.join(&name);
             let r = measure(
                 &inp,
                 Run {
                     name: key,
-                    command: c,
-                    group: Some(app),
+                    command: weir_command(a, &job, &state, None),
+                    group: Some(name.clone()),
                     output: Some(output),
-                    duplicates_allowed: guarantee == "at_least_once",
+                    duplicates_allowed: !eos,
                 },
             )?;
-            runs.insert(key.into(), r);
+            rounds.entry(key.into()).or_default().push(r);
+            if !eos {
+                alos_state = Some((job, state, name));
+            }
+        }
+        if let Some(jar) = &a.kafka_streams_jar {
+            for (key, guarantee) in [
+                ("kafka_streams_alos", "at_least_once"),
+                ("kafka_streams_eos", "exactly_once_v2"),
+            ] {
+                if !wanted(key) {
+                    continue;
+                }
+                let app = format!("{base}-r{round}-{key}").replace('_', "-");
+                let output = format!("{app}-out");
+                create_topics(&a.bootstrap, std::slice::from_ref(&output), a.partitions)?;
+                let c = kafka_streams_command(
+                    a,
+                    jar,
+                    &input,
+                    &output,
+                    &app,
+                    guarantee,
+                    &work.join(&app),
+                );
+                if guarantee == "at_least_once" {
+                    ks_alos = Some((output.clone(), app.clone()));
+                }
+                let r = measure(
+                    &inp,
+                    Run {
+                        name: key,
+                        command: c,
+                        group: Some(app),
+                        output: Some(output),
+                        duplicates_allowed: guarantee == "at_least_once",
+                    },
+                )?;
+                rounds.entry(key.into()).or_default().push(r);
+            }
+        }
+        if let (Some(script), true) = (&a.quix_run, wanted("quix")) {
+            let group = format!("{base}-r{round}-quix");
+            let output = format!("{group}-out");
+            create_topics(&a.bootstrap, std::slice::from_ref(&output), a.partitions)?;
+            let mut c = Command::new(script);
+            c.env("BOOTSTRAP", &a.bootstrap)
+                .env("INPUT_TOPIC", &input)
+                .env("OUTPUT_TOPIC", &output)
+                .env("CONSUMER_GROUP", &group)
+                .env("GUARANTEE", "at-least-once")
+                .env(
+                    "COMMIT_INTERVAL_S",
+                    format!("{}", a.commit_interval_ms as f64 / 1000.0),
+                )
+                .env("STATE_DIR", work.join(&group));
+            let r = measure(
+                &inp,
+                Run {
+                    name: "quix",
+                    command: c,
+                    group: Some(group),
+                    output: Some(output),
+                    duplicates_allowed: true,
+                },
+            )?;
+            rounds.entry("quix".into()).or_default().push(r);
         }
     }
-    if let (Some(script), true) = (&a.quix_run, wanted("quix")) {
-        let group = format!("{base}-quix");
-        let output = format!("{group}-out");
-        create_topics(&a.bootstrap, std::slice::from_ref(&output), a.partitions)?;
-        let mut c = Command::new(script);
-        c.env("BOOTSTRAP", &a.bootstrap)
-            .env("INPUT_TOPIC", &input)
-            .env("OUTPUT_TOPIC", &output)
-            .env("CONSUMER_GROUP", &group)
-            .env("GUARANTEE", "at-least-once")
-            .env(
-                "COMMIT_INTERVAL_S",
-                format!("{}", a.commit_interval_ms as f64 / 1000.0),
-            )
-            .env("STATE_DIR", work.join(&group));
-        let r = measure(
-            &inp,
-            Run {
-                name: "quix",
-                command: c,
-                group: Some(group),
-                output: Some(output),
-                duplicates_allowed: true,
-            },
-        )?;
-        runs.insert("quix".into(), r);
-    }
+    let runs = summary::runs(&rounds);
+    let ratios = summary::ratios(&rounds);
 
     let mut restore = serde_json::Map::new();
     if let (Some((job, state, name)), true) = (&alos_state, wanted("restore")) {
@@ -927,7 +993,9 @@ fn compare(a: &Args) -> anyhow::Result<()> {
         "meters": a.meters,
         "partitions": a.partitions,
         "commit_interval_ms": a.commit_interval_ms,
+        "rounds": a.rounds.max(1),
         "runs": runs,
+        "ratios": ratios,
         "restore": restore,
     });
     let text = serde_json::to_string_pretty(&report)?;

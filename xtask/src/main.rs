@@ -30,7 +30,7 @@ tasks:
   demo [ARGS...]            install what is missing, then run `weir demo` (ARGS go to weir demo)
   test [-- CARGO_TEST_ARGS]  install what is missing, start Kafka, run every test and the benchmark
                             smoke run, stop Kafka
-  bench [--records N] [--meters M] [--partitions P] [--only RUNS]
+  bench [--records N] [--meters M] [--partitions P] [--rounds R] [--only RUNS]
                             the side-by-side benchmark (release build, its own broker); results in
                             bench/results/latest.json and bench/results/<date>.json
   bench --smoke             the same with 20,000 records and the dev build: every runner works and

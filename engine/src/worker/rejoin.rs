@@ -90,11 +90,7 @@ impl Loop {
         tracing::warn!(
             "the group fenced this worker's consumer ({fatal}): a new consumer joins in its place"
         );
-        self.metrics.consumer_renewals.inc();
-        let fresh = self.started.consumers.create()?;
-        // Closing the old one runs its callbacks, which lock the manager: not locked here. Its
-        // tasks are closed already, so nothing is committed under the fenced identity.
-        drop(std::mem::replace(&mut self.started.consumer, fresh));
+        self.replace_consumer()?;
         self.consumer_renewed_at = Some(Instant::now());
         Ok(())
     }
@@ -123,8 +119,15 @@ impl Loop {
         tracing::warn!(
             "the group refuses this worker's instance id as still held ({reason}): a predecessor's session has not run out yet; asking again in {REFUSED_RETRY:?}"
         );
+        self.replace_consumer()
+    }
+
+    /// A new consumer with the same configuration in place of the one librdkafka failed for good.
+    fn replace_consumer(&mut self) -> anyhow::Result<()> {
         self.metrics.consumer_renewals.inc();
         let fresh = self.started.consumers.create()?;
+        // Closing the old one runs its callbacks, which lock the manager: not locked here. Its
+        // tasks are closed already, so nothing is committed under the old identity.
         drop(std::mem::replace(&mut self.started.consumer, fresh));
         Ok(())
     }

@@ -488,7 +488,10 @@ fn validate(job: &Job, text: &str, report: &mut dyn FnMut(Range<usize>, String))
     {
         report(
             locate(text, "runtime", "session_timeout"),
-            "session_timeout does not apply under group_protocol = \"consumer\": the broker's group.consumer.session.timeout.ms decides".into(),
+            format!(
+                "session_timeout {}",
+                crate::runtime::NO_SESSION_UNDER_CONSUMER
+            ),
         );
     }
     let conflicts = crate::kafka_props::conflicts(job);

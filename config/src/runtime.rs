@@ -10,6 +10,9 @@ pub const STATIC_SESSION_TIMEOUT_MS: u64 = 30_000;
 /// the session is the broker's, and weir sizes its own waits (a refused instance id) by it.
 pub const BROKER_CONSUMER_SESSION_TIMEOUT_MS: u64 = 45_000;
 
+/// Why a session timeout is refused under the consumer group protocol (file and environment).
+pub(crate) const NO_SESSION_UNDER_CONSUMER: &str = "does not apply under group_protocol = \"consumer\": the broker's group.consumer.session.timeout.ms decides";
+
 /// Settings given on the command line (`None` = not given).
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeOverrides {
@@ -89,7 +92,9 @@ impl RuntimeConfig {
             .unwrap_or_default();
         let session_timeout_given = parse_duration("WEIR_SESSION_TIMEOUT")?.or(r.session_timeout);
         if group_protocol == GroupProtocol::Consumer && session_timeout_given.is_some() {
-            return Err("a session timeout (runtime.session_timeout or WEIR_SESSION_TIMEOUT) does not apply under group_protocol = \"consumer\": the broker's group.consumer.session.timeout.ms decides".into());
+            return Err(format!(
+                "a session timeout (runtime.session_timeout or WEIR_SESSION_TIMEOUT) {NO_SESSION_UNDER_CONSUMER}"
+            ));
         }
         let session_timeout = session_timeout_given.unwrap_or(Duration::from_millis(
             match (group_protocol, instance_id.is_some()) {

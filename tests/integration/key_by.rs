@@ -52,25 +52,60 @@ fn rekeyed_at_least_once(dir: &Path, name: &str, input: &str, output: &str) -> P
     path
 }
 
-#[test]
-fn real_key_by_at_least_once_counts_every_reading_once_through_three_kills() {
+/// A fresh input and output topic, the re-keyed job on them, and its readings.
+struct Rekeyed {
+    kafka: Kafka,
+    b: String,
+    name: String,
+    input: String,
+    output: String,
+    dir: tempfile::TempDir,
+    job: PathBuf,
+    readings: Vec<Reading>,
+}
+
+fn rekeyed(prefix: &str, meters: u32, hours: u32) -> Rekeyed {
     let kafka = Kafka::real();
     let b = kafka.bootstrap();
-    let name = unique("rekeyed-alos");
+    let name = unique(prefix);
     let (input, output) = (format!("{name}-in"), format!("{name}-out"));
     kafka.create_topic(&input, PARTITIONS);
     kafka.create_topic(&output, PARTITIONS);
     let dir = tempfile::tempdir().unwrap();
     let job = rekeyed_at_least_once(dir.path(), &name, &input, &output);
-    let meters = 40;
-    let readings: Vec<Reading> = GeneratorSpec {
+    let readings = GeneratorSpec {
         meters,
-        hours: 8,
+        hours,
         readings_per_hour: 12,
         ..Default::default()
     }
     .readings()
     .collect();
+    Rekeyed {
+        kafka,
+        b,
+        name,
+        input,
+        output,
+        dir,
+        job,
+        readings,
+    }
+}
+
+#[test]
+fn real_key_by_at_least_once_counts_every_reading_once_through_three_kills() {
+    let meters = 40;
+    let Rekeyed {
+        kafka: _kafka,
+        b,
+        name,
+        input,
+        output,
+        dir,
+        job,
+        readings,
+    } = rekeyed("rekeyed-alos", meters, 8);
     // Unkeyed, each meter's readings spread over every partition, fed while the worker runs.
     let feeder = {
         let (b, input, readings) = (b.clone(), input.clone(), readings.clone());
@@ -132,23 +167,16 @@ fn real_key_by_at_least_once_counts_every_reading_once_through_three_kills() {
 /// end with tasks, and every emission equals the oracle.
 #[test]
 fn real_key_by_under_the_consumer_group_protocol_keeps_tasks_co_partitioned() {
-    let kafka = Kafka::real();
-    let b = kafka.bootstrap();
-    let name = unique("rekeyed-kip848");
-    let (input, output) = (format!("{name}-in"), format!("{name}-out"));
-    kafka.create_topic(&input, PARTITIONS);
-    kafka.create_topic(&output, PARTITIONS);
-    let dir = tempfile::tempdir().unwrap();
-    let job = rekeyed_at_least_once(dir.path(), &name, &input, &output);
-    let meters = 30;
-    let readings: Vec<Reading> = GeneratorSpec {
-        meters,
-        hours: 6,
-        readings_per_hour: 12,
-        ..Default::default()
-    }
-    .readings()
-    .collect();
+    let Rekeyed {
+        kafka: _kafka,
+        b,
+        name,
+        input,
+        output,
+        dir,
+        job,
+        readings,
+    } = rekeyed("rekeyed-kip848", 30, 6);
     let env = [("WEIR_GROUP_PROTOCOL", "consumer")];
     let first = Worker::start_with(&job, &b, &dir.path().join("w1"), &env);
     first.await_ready(LONG);

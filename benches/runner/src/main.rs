@@ -427,7 +427,7 @@ fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
     let started = Instant::now();
     let spawned_unix_ms = steady::unix_ms();
     let mut steady = Steady::new(input.total);
-    let child = run
+    let mut child = run
         .command
         // The bare consumer reports its own marks on stdout (a runner with a group is sampled).
         .stdout(if run.group.is_none() {
@@ -438,7 +438,6 @@ fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
         .stderr(std::fs::File::create(&log)?)
         .spawn()
         .with_context(|| format!("starting {}", run.name))?;
-    let mut child = child;
     let bare_out = child.stdout.take();
     let pid = child.id();
     let timeout = Duration::from_secs(a.timeout_s);

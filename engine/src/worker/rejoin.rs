@@ -3,9 +3,10 @@
 //! unless that happens again soon: a live twin). Under the consumer group protocol (KIP-848) it
 //! is the joining member that is refused while another holds its instance id: a predecessor
 //! killed without leaving holds it until the broker's session times out, so the worker retries
-//! every few seconds, not ready, and stops only when the refusals outlast that session by far. After a fenced producer whose consumer still
-//! holds its assignment, the tasks are opened again in place instead: no rebalance, so no member
-//! waits for another that is still stuck in an outage.
+//! every few seconds, not ready, and stops only when the refusals outlast that session by far.
+//! After a fenced producer whose consumer still holds its assignment, the tasks are opened again
+//! in place instead: no rebalance, so no member waits for another that is still stuck in an
+//! outage.
 
 use super::run::Loop;
 use super::*;

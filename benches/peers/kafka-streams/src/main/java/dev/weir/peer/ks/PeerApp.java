@@ -16,6 +16,7 @@ import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.Metric;
 import org.apache.kafka.common.MetricName;
+import org.apache.kafka.streams.CloseOptions;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.Topology;
@@ -182,12 +183,10 @@ public final class PeerApp {
         // signal-triggered shutdown reports exitCode (0 after a clean close) instead of 128+signal.
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             double dropped = droppedRecords(streams);
-            // leaveGroup: once the stream threads have stopped, Kafka Streams removes their static
-            // members (INSTANCE_ID) from the group through the admin client, so a restart gets its
-            // partitions at once instead of after the session timeout. Dynamic members are not
-            // affected by this option: Kafka Streams never sends LeaveGroup for them.
-            boolean closed = streams.close(
-                    new KafkaStreams.CloseOptions().timeout(CLOSE_TIMEOUT).leaveGroup(true));
+            // LEAVE_GROUP (KIP-1153): the stream threads' consumers leave the group on close, so a
+            // restart gets its partitions at once instead of after the session timeout.
+            boolean closed = streams.close(CloseOptions.timeout(CLOSE_TIMEOUT)
+                    .withGroupMembershipOperation(CloseOptions.GroupMembershipOperation.LEAVE_GROUP));
             if (!closed) {
                 System.err.println("kafka-streams peer: close did not finish within " + CLOSE_TIMEOUT);
                 exitCode.compareAndSet(0, 3);

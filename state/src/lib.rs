@@ -35,5 +35,5 @@ pub use lifecycle::{CheckpointFailure, LocalState, OpenError, RestoreFrom};
 #[cfg(feature = "rocksdb")]
 pub use resources::SharedResources;
 #[cfg(feature = "rocksdb")]
-pub use store::Store;
+pub use store::{ReplayBatch, Store};
 pub use task_dir::{LockError, TaskDir};

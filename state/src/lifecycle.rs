@@ -7,7 +7,9 @@
 //! checkpoint is ahead of the changelog's end (the topic was deleted and made again). An empty
 //! store without a checkpoint needs no wipe: it restores everything from the start anyway.
 
-use crate::{Checkpoint, CheckpointError, SharedResources, Store, StoreError, TaskDir, WriteOp};
+use crate::{
+    Checkpoint, CheckpointError, ReplayBatch, SharedResources, Store, StoreError, TaskDir, WriteOp,
+};
 use std::time::Duration;
 
 /// Why a task's local state could not be opened.
@@ -71,6 +73,8 @@ pub struct LocalState {
     checkpoint: Option<Checkpoint>,
     /// The changelog offset the store matches once pending writes are applied.
     changelog_next: i64,
+    /// Replayed records were written without the WAL since the last checkpoint.
+    unlogged: bool,
 }
 
 /// Opens a task's store, asking again a few times while the error is transient.
@@ -161,6 +165,7 @@ impl LocalState {
             store_name: store_name.to_string(),
             checkpoint,
             changelog_next: from.offset(),
+            unlogged: false,
         };
         Ok((state, from))
     }
@@ -179,6 +184,16 @@ impl LocalState {
             .write(ops.iter().map(|(k, v)| (k.as_slice(), v.as_deref())))
     }
 
+    /// Writes a restore's replayed changelog records (without the WAL; the next checkpoint
+    /// flushes them to SST files first).
+    pub fn write_replayed(&mut self, batch: &mut ReplayBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.unlogged = true;
+        self.store.write_replayed(batch)
+    }
+
     /// True when nothing changed since the last checkpoint: no writes and the same changelog end.
     pub fn unchanged(&self, pending: &[WriteOp], changelog_next: i64) -> bool {
         pending.is_empty() && changelog_next <= self.changelog_next && self.checkpoint.is_some()
@@ -193,6 +208,10 @@ impl LocalState {
         input_offset: i64,
         before_write: impl FnOnce(),
     ) -> Result<(), CheckpointFailure> {
+        if self.unlogged {
+            self.store.flush().map_err(CheckpointFailure::Store)?;
+            self.unlogged = false;
+        }
         self.store.sync().map_err(CheckpointFailure::Store)?;
         before_write();
         let next = changelog_next.max(self.changelog_next);

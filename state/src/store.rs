@@ -1,5 +1,6 @@
 //! A task's RocksDB store. Writes arrive in batches (one WriteBatch per commit or per restore chunk);
-//! the WAL is synced before a checkpoint claims the data.
+//! the WAL is synced before a checkpoint claims the data. A restore's writes skip the WAL (the
+//! changelog can replay them from the previous checkpoint) and are flushed to SST files instead.
 
 use crate::{Entries, SharedResources, StoreError};
 use rocksdb::{WriteBatch, WriteOptions, DB};
@@ -8,6 +9,32 @@ use std::path::{Path, PathBuf};
 pub struct Store {
     db: DB,
     path: PathBuf,
+}
+
+/// Changelog records on their way into a store, copied once into RocksDB's batch buffer (no
+/// allocation per record). Written with [`Store::write_replayed`].
+#[derive(Default)]
+pub struct ReplayBatch {
+    batch: WriteBatch,
+}
+
+impl ReplayBatch {
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.batch.put(key, value);
+    }
+
+    pub fn delete(&mut self, key: &[u8]) {
+        self.batch.delete(key);
+    }
+
+    /// Records in the batch.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
 }
 
 impl Store {
@@ -75,6 +102,24 @@ impl Store {
         Ok(self.db.flush_wal(true)?)
     }
 
+    /// Writes replayed changelog records without the WAL and empties the batch. They are lost
+    /// in a crash until [`Store::flush`]; the restore that wrote them then starts again from the
+    /// checkpoint before it, and replaying a changelog twice gives the same state.
+    pub fn write_replayed(&self, batch: &mut ReplayBatch) -> Result<(), StoreError> {
+        let b = std::mem::take(&mut batch.batch);
+        if b.is_empty() {
+            return Ok(());
+        }
+        let mut opts = WriteOptions::default();
+        opts.disable_wal(true);
+        Ok(self.db.write_opt(b, &opts)?)
+    }
+
+    /// Writes every memtable to SST files (waiting for it): writes without the WAL are durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        Ok(self.db.flush()?)
+    }
+
     /// Entries with keys in `[from, to)`, in key order, at most `limit` of them.
     pub fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Entries, StoreError> {
         let mut out = Vec::new();
@@ -137,6 +182,18 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Entries in memtables, which only the WAL (or a flush) keeps across a crash.
+    #[cfg(test)]
+    pub(crate) fn memtable_entries(&self) -> u64 {
+        [
+            "rocksdb.num-entries-active-mem-table",
+            "rocksdb.num-entries-imm-mem-tables",
+        ]
+        .iter()
+        .filter_map(|p| self.db.property_int_value(*p).ok().flatten())
+        .sum()
     }
 }
 

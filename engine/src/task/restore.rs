@@ -1,11 +1,12 @@
 //! A restoring task: its opened store and how far the changelog replay has come. Records of
 //! commit cycles whose offsets never committed are skipped; a key whose latest value does not
-//! decode is remembered (a later value or tombstone of the key takes it off).
+//! decode is remembered (a later value or tombstone of the key takes it off). Replayed records go
+//! straight into a RocksDB batch written without the WAL; the restore's checkpoint flushes them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 use weir_config::WindowKind;
-use weir_state::{written_by_committed_cycle, LocalState, StoreError, WriteOp};
+use weir_state::{written_by_committed_cycle, LocalState, ReplayBatch, StoreError};
 
 /// Records applied to the store in one write while restoring.
 const RESTORE_BATCH: usize = 10_000;
@@ -19,7 +20,7 @@ pub struct Restoring {
     pub done: u64,
     /// Records read but not applied: written by a commit cycle whose offsets never committed.
     pub skipped: u64,
-    batch: Vec<WriteOp>,
+    batch: ReplayBatch,
     pub started: Instant,
     pub wiped: bool,
     /// Keys whose latest changelog value does not decode: state the restore cannot rebuild.
@@ -45,7 +46,7 @@ impl Restoring {
             end,
             done: 0,
             skipped: 0,
-            batch: Vec::new(),
+            batch: ReplayBatch::default(),
             started: Instant::now(),
             wiped,
             undecodable: BTreeSet::new(),
@@ -79,8 +80,13 @@ impl Restoring {
                 };
             }
         }
-        self.undecodable.remove(key);
-        self.batch.push((key.to_vec(), value.map(<[u8]>::to_vec)));
+        if !self.undecodable.is_empty() {
+            self.undecodable.remove(key);
+        }
+        match value {
+            Some(v) => self.batch.put(key, v),
+            None => self.batch.delete(key),
+        }
         Replayed::Applied
     }
 
@@ -95,8 +101,7 @@ impl Restoring {
     /// Writes the records replayed so far once a batch is full, or at the end.
     pub fn apply_batch(&mut self) -> Result<(), StoreError> {
         if self.batch.len() >= RESTORE_BATCH || (self.finished() && !self.batch.is_empty()) {
-            let batch = std::mem::take(&mut self.batch);
-            self.local.write(&batch)?;
+            self.local.write_replayed(&mut self.batch)?;
         }
         Ok(())
     }

@@ -141,3 +141,31 @@ fn distrusted_state_is_wiped_at_the_next_opening() {
     let (_, from) = open(root.path(), (0, 50));
     assert!(from.wiped());
 }
+
+/// A restore writes without the WAL; its checkpoint claims nothing a crash could take back: the
+/// replayed entries are in SST files by then, and a WAL-logged write after it is logged again.
+#[test]
+fn a_checkpoint_after_a_replay_flushes_what_skipped_the_wal() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut s, _) = open(root.path(), (0, 3));
+    let mut batch = ReplayBatch::default();
+    batch.put(b"a", b"1");
+    batch.put(b"b", b"2");
+    batch.delete(b"a");
+    assert_eq!(batch.len(), 3);
+    s.write_replayed(&mut batch).unwrap();
+    assert!(batch.is_empty(), "a written batch starts again empty");
+    assert_eq!(
+        s.store.memtable_entries(),
+        3,
+        "replayed entries wait in memory"
+    );
+    s.checkpoint_at(3, 0, || {}).unwrap();
+    assert_eq!(s.store.memtable_entries(), 0, "the checkpoint flushed them");
+    assert_eq!(s.store.get(b"a").unwrap(), None);
+    assert_eq!(s.store.get(b"b").unwrap().as_deref(), Some(&b"2"[..]));
+    // Later commits are logged and synced as before: no flush per checkpoint.
+    s.write(&[(b"c".to_vec(), Some(b"3".to_vec()))]).unwrap();
+    s.checkpoint_at(4, 1, || {}).unwrap();
+    assert_eq!(s.store.memtable_entries(), 1);
+}

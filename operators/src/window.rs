@@ -80,9 +80,15 @@ pub struct WindowKey {
 impl WindowKey {
     pub fn encode(start: i64, key: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(9 + key.len());
+        Self::encode_into(start, key, &mut out);
+        out
+    }
+
+    /// [`WindowKey::encode`] into `out` (cleared first), reusing its memory.
+    pub fn encode_into(start: i64, key: &str, out: &mut Vec<u8>) {
+        out.clear();
         out.extend_from_slice(&start_prefix(start));
         out.extend_from_slice(key.as_bytes());
-        out
     }
 
     pub fn decode(bytes: &[u8]) -> Option<WindowKey> {

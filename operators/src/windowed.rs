@@ -23,6 +23,9 @@ pub type WindowedAggregate = WindowOperator<TimeWindows>;
 /// not yet written).
 pub struct TimeWindows {
     windowing: Windowing,
+    /// The store key of the window a record is looked up in, reused: a record in a cached
+    /// window allocates nothing.
+    key_buf: Vec<u8>,
 }
 
 /// An aggregate read from the store.
@@ -42,7 +45,16 @@ impl WindowedAggregate {
     ) -> Result<WindowedAggregate, StoreError> {
         let span = (windowing.size_ms, windowing.grace_ms);
         let results = Results::new(emit, functions, key_name);
-        WindowOperator::over(store, TimeWindows { windowing }, results, cache_bytes, span)
+        WindowOperator::over(
+            store,
+            TimeWindows {
+                windowing,
+                key_buf: Vec::new(),
+            },
+            results,
+            cache_bytes,
+            span,
+        )
     }
 }
 
@@ -72,12 +84,13 @@ impl Windows for TimeWindows {
                 continue;
             }
             accepted = true;
-            let k = WindowKey::encode(start, r.key);
-            let entry = match op.cache.get_mut(&k) {
+            let k = &mut op.windows.key_buf;
+            WindowKey::encode_into(start, r.key, k);
+            let entry = match op.cache.get_mut(k.as_slice()) {
                 Some(e) => e,
                 None => {
-                    let agg = io.store.get(&k)?.map(|b| decode_agg(&k, &b)).transpose()?;
-                    op.cache.insert(k, agg)
+                    let agg = io.store.get(k)?.map(|b| decode_agg(k, &b)).transpose()?;
+                    op.cache.insert(k.clone(), agg)
                 }
             };
             let agg = entry.touch();

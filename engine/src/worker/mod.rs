@@ -105,6 +105,9 @@ pub(crate) struct TaskManager {
     fetched: BTreeMap<(String, i32), (i64, i64)>,
     /// Failpoint `hold_fetch`: the partitions paused and until when (then `Done`).
     fetch_hold: FetchHold,
+    /// The clocks, read once per poll batch (see `begin_batch`): a monotonic instant and
+    /// processing time in ms since the epoch.
+    batch_clock: (Instant, i64),
 }
 
 enum FetchHold {

@@ -24,6 +24,15 @@ enum Refused {
 }
 
 impl TaskManager {
+    /// Reads the clocks for the batch of records polled next, once rather than per record:
+    /// processing time (event-time plausibility, forwarded records) and the instant a task
+    /// notes as its last record (idle close).
+    pub(super) fn begin_batch(&mut self) {
+        let ms = now_ms();
+        self.pipeline.set_processing_time(ms);
+        self.batch_clock = (Instant::now(), ms);
+    }
+
     pub(super) fn process(
         &mut self,
         consumer: &GroupConsumer,
@@ -71,11 +80,11 @@ impl TaskManager {
             task.redelivered += 1;
             return Ok(());
         }
-        task.last_record_at = Instant::now();
+        task.last_record_at = self.batch_clock.0;
         let applied = match &self.pipeline {
             Pipeline::Forward(forward) => {
                 let payload = msg.payload().unwrap_or_default();
-                match forward.apply(payload, p, msg.offset(), now_ms()) {
+                match forward.apply(payload, p, msg.offset(), self.batch_clock.1) {
                     Ok(Some((key, value))) => {
                         self.emits.push(Emit {
                             key: key.unwrap_or_else(|| {

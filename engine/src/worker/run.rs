@@ -164,8 +164,7 @@ impl Loop {
                 Some(Ok(msg)) => {
                     let mut c = core.lock().unwrap();
                     if first {
-                        // Processing time for the event-time plausibility check, once per batch.
-                        c.pipeline.set_processing_time(now_ms());
+                        c.begin_batch();
                     }
                     c.process(consumer, &msg)?;
                 }

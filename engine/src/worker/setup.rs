@@ -164,6 +164,7 @@ pub(super) fn start(
         repartitioned: Vec::new(),
         fetched: BTreeMap::new(),
         fetch_hold: FetchHold::Never,
+        batch_clock: (Instant::now(), now_ms()),
     }));
 
     // A task is partition p of every subscribed topic, so one member must own p of all of them.

@@ -142,6 +142,7 @@ fn manager(
         repartitioned: Vec::new(),
         fetched: BTreeMap::new(),
         fetch_hold: FetchHold::Never,
+        batch_clock: (Instant::now(), now_ms()),
     };
     for &p in partitions {
         let w = m.pipeline.window().unwrap();

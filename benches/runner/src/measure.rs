@@ -1,0 +1,136 @@
+//! One measured run: spawn, sample the group's committed offsets until the input is drained,
+//! then verify the output against the oracle.
+
+use super::*;
+
+pub(crate) struct Run {
+    pub(crate) name: &'static str,
+    pub(crate) command: Command,
+    /// `Some(group)`: drained when the group committed the end offsets; `None`: when it exits.
+    pub(crate) group: Option<String>,
+    pub(crate) output: Option<String>,
+    pub(crate) duplicates_allowed: bool,
+}
+
+pub(crate) struct Input<'a> {
+    pub(crate) args: &'a Args,
+    pub(crate) topic: &'a str,
+    pub(crate) total: u64,
+    pub(crate) oracle: &'a Oracle,
+}
+
+pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
+    let a = input.args;
+    eprintln!("weir-bench: {} ...", run.name);
+    let log = std::env::temp_dir().join(format!("weir-bench-{}.log", run.name));
+    let started = Instant::now();
+    let spawned_unix_ms = steady::unix_ms();
+    let mut steady = Steady::new(input.total);
+    let mut child = run
+        .command
+        // The bare consumer reports its own marks on stdout (a runner with a group is sampled).
+        .stdout(if run.group.is_none() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .with_context(|| format!("starting {}", run.name))?;
+    let bare_out = child.stdout.take();
+    let pid = child.id();
+    let timeout = Duration::from_secs(a.timeout_s);
+    let mut cpu_s = 0.0;
+    let mut peak = 0;
+    let mut exited = None;
+    let drained = loop {
+        cpu_s = cpu_seconds(pid).max(cpu_s);
+        peak = peak_rss_bytes(pid).max(peak);
+        if let Some(e) = reaped(pid) {
+            if run.group.is_none() && e.success {
+                exited = Some(e);
+                break true;
+            }
+            bail!("{} exited early; its log: {}", run.name, log.display());
+        }
+        if let Some(g) = &run.group {
+            let c = committed_total(&a.bootstrap, g, input.topic, a.partitions);
+            steady.observe(started.elapsed().as_secs_f64(), c.max(0) as u64);
+            // Drained: every input offset committed and as many output records as windows
+            // (windows that close at once are emitted over several commit cycles, after the
+            // offsets that closed them; under exactly-once the count includes commit markers,
+            // which the verification below allows for).
+            if c as u64 >= input.total
+                && run.output.as_deref().is_none_or(|t| {
+                    output_total(&a.bootstrap, t, a.partitions) >= input.oracle.len() as i64
+                })
+            {
+                break true;
+            }
+        }
+        if started.elapsed() > timeout {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let drain_s = started.elapsed().as_secs_f64();
+    cpu_s = cpu_seconds(pid).max(cpu_s);
+    peak = peak_rss_bytes(pid).max(peak);
+    if let Some(out) = bare_out {
+        let marks = BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| steady::parse_bare_line(&l, spawned_unix_ms));
+        if let Some((t10, t90)) = marks {
+            steady.t10 = Some(t10);
+            steady.t90 = Some(t90);
+        }
+    }
+    let mut result = json!({
+        "drain_s": round(drain_s),
+        "records_per_s": (input.total as f64 / drain_s).round(),
+        "steady_records_per_s": steady.rate().map(f64::round),
+        "steady_span_s": steady.span_s().map(round),
+        "to_10_percent_s": steady.t10.map(round),
+        "cpu_s": round(cpu_s),
+        "peak_rss_bytes": peak,
+    });
+    let verified = match &run.output {
+        _ if !drained => {
+            result["error"] = json!(format!("not drained within {} s", a.timeout_s));
+            false
+        }
+        Some(topic) => {
+            // The last cycles' results may still be on their way (see the drain condition).
+            let mut results = read_results(&a.bootstrap, topic, a.partitions)?;
+            let mut checked = verify(&results, input.oracle);
+            for _ in 0..5 {
+                if checked.0 == 0 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(2));
+                results = read_results(&a.bootstrap, topic, a.partitions)?;
+                checked = verify(&results, input.oracle);
+            }
+            let (missing, duplicated, wrong) = checked;
+            result["windows_expected"] = json!(input.oracle.len());
+            result["windows_missing"] = json!(missing);
+            result["windows_duplicated"] = json!(duplicated);
+            result["windows_wrong"] = json!(wrong);
+            missing == 0 && wrong == 0 && (run.duplicates_allowed || duplicated == 0)
+        }
+        // The bare consumer verifies itself: it exits once it has read every record.
+        None => true,
+    };
+    // Stopped only now: the verification above may wait for the last results.
+    match exited {
+        Some(e) => result["cpu_s"] = json!(round(e.cpu_s)),
+        None => {
+            stop(child);
+        }
+    }
+    result["verified"] = json!(verified);
+    run.output.take();
+    eprintln!("weir-bench: {} {result}", run.name);
+    Ok(result)
+}

@@ -71,14 +71,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 pub(crate) fn ready(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.1 200")
+    scrape::http_get(port, "/readyz").is_some_and(|(status, _)| status == 200)
 }
 
 /// This program as the bare consumer of `topic`, stopping after `expect` records.

@@ -40,6 +40,7 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
             group: None,
             output: None,
             duplicates_allowed: false,
+            metrics: None,
         },
     )?;
     // Interleaved rounds (bare, weir, peers, then again): noise and warm-up then spread over
@@ -60,6 +61,7 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
                     group: None,
                     output: None,
                     duplicates_allowed: false,
+                    metrics: None,
                 },
             )?;
             rounds.entry("bare".into()).or_default().push(r);
@@ -73,14 +75,16 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
             create_topics(&a.bootstrap, std::slice::from_ref(&output), a.partitions)?;
             let job = job_file(a, &work, &name, &input, &output, eos)?;
             let state = work.join(&name);
+            let port = free_port();
             let r = measure(
                 &inp,
                 Run {
                     name: key,
-                    command: weir_command(a, &job, &state, None),
+                    command: weir_command(a, &job, &state, Some(port)),
                     group: Some(name.clone()),
                     output: Some(output),
                     duplicates_allowed: !eos,
+                    metrics: Some(port),
                 },
             )?;
             rounds.entry(key.into()).or_default().push(r);
@@ -119,6 +123,7 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
                         group: Some(app),
                         output: Some(output),
                         duplicates_allowed: guarantee == "at_least_once",
+                        metrics: None,
                     },
                 )?;
                 rounds.entry(key.into()).or_default().push(r);
@@ -147,6 +152,7 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
                     group: Some(group),
                     output: Some(output),
                     duplicates_allowed: true,
+                    metrics: None,
                 },
             )?;
             rounds.entry("quix".into()).or_default().push(r);
@@ -184,6 +190,7 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
                 group: None,
                 output: None,
                 duplicates_allowed: false,
+                metrics: None,
             },
         )?;
         restore.insert("weir_full".into(), full);

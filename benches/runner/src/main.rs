@@ -32,6 +32,7 @@ mod compare;
 mod kafka;
 mod measure;
 mod process;
+mod scrape;
 mod steady;
 mod summary;
 use bare::*;

@@ -10,6 +10,8 @@ pub(crate) struct Run {
     pub(crate) group: Option<String>,
     pub(crate) output: Option<String>,
     pub(crate) duplicates_allowed: bool,
+    /// A weir run's HTTP port: its commit figures are read from `/metrics` at the end.
+    pub(crate) metrics: Option<u16>,
 }
 
 pub(crate) struct Input<'a> {
@@ -122,6 +124,12 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
         // The bare consumer verifies itself: it exits once it has read every record.
         None => true,
     };
+    if let Some((200, text)) = run
+        .metrics
+        .and_then(|port| scrape::http_get(port, "/metrics"))
+    {
+        result["engine"] = scrape::engine_figures(&text, drain_s);
+    }
     // Stopped only now: the verification above may wait for the last results.
     match exited {
         Some(e) => result["cpu_s"] = json!(round(e.cpu_s)),

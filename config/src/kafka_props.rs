@@ -405,6 +405,13 @@ pub const TUNABLE_DEFAULTS: &[Tunable] = &[
         default: Some("4096"),
         how: "bounded prefetch memory per partition",
     },
+    Tunable {
+        name: "fetch.queue.backoff.ms",
+        aliases: &[],
+        client: Client::Consumer,
+        default: Some("10"),
+        how: "how long a partition's fetching pauses once its prefetch queue is full; librdkafka's 1000 ms left the queue empty most of each second (restore and processing ran at half speed)",
+    },
 ];
 
 /// The job's value of a property, under `name` or any other name librdkafka takes for it (among

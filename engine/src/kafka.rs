@@ -39,6 +39,17 @@ pub fn set_default(c: &mut ClientConfig, job: &Job, name: &str, value: impl Into
     }
 }
 
+/// [`set_default`] with weir's default from `kafka_props::TUNABLE_DEFAULTS` (the one place it is
+/// written, and documented from).
+pub fn set_tuned(c: &mut ClientConfig, job: &Job, name: &str) {
+    let default = weir_config::kafka_props::TUNABLE_DEFAULTS
+        .iter()
+        .find(|t| t.name == name)
+        .and_then(|t| t.default)
+        .unwrap_or_else(|| panic!("{name} is not a tunable property with a default"));
+    set_default(c, job, name, default);
+}
+
 /// Partition count of each topic, from cluster metadata (`None` = the topic does not exist).
 /// Waits up to 10 s for the cluster, but a failed authentication or TLS handshake ends the wait at
 /// once with an error that says so (no retry cures wrong credentials).

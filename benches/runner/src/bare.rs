@@ -9,6 +9,9 @@ pub(crate) fn bare_consumer(bootstrap: &str, topic: &str, expect: u64) -> anyhow
         .set("group.id", "weir-bench-bare")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
+        // As weir's consumers: librdkafka's default (1000 ms) leaves a drained queue empty for
+        // most of a second, which would make the limit a false one.
+        .set("fetch.queue.backoff.ms", "10")
         .create()?;
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut tpl = TopicPartitionList::new();

@@ -23,7 +23,7 @@
 use crate::collector::{Outgoing, RecordCollector};
 use crate::commit::{AtLeastOnce, CommitStep, ExactlyOnce, Outcome, StepError};
 use crate::health::Health;
-use crate::kafka::{client_config, ensure_topic, partition_count, set_default};
+use crate::kafka::{client_config, ensure_topic, partition_count, set_default, set_tuned};
 use crate::kafka_errors::creation_error;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;

@@ -74,11 +74,11 @@ pub(super) fn start(
     let mut pc = client_config(&brokers, job);
     pc.set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random");
-    set_default(&mut pc, job, "linger.ms", "5");
-    set_default(&mut pc, job, "compression.type", "lz4");
+    set_tuned(&mut pc, job, "linger.ms");
+    set_tuned(&mut pc, job, "compression.type");
     // Bounded memory: a commit of many dirty keys waits for acknowledgements rather than
     // queueing them all (librdkafka's default allows 1 GiB).
-    set_default(&mut pc, job, "queue.buffering.max.kbytes", "32768");
+    set_tuned(&mut pc, job, "queue.buffering.max.kbytes");
     let commit_step: Box<dyn CommitStep + Send> = match job.processing.guarantee {
         Guarantee::AtLeastOnce => {
             // Never give up on a record: while Kafka is away the worker waits (and says it is not ready).
@@ -123,7 +123,9 @@ pub(super) fn start(
     let collector = RecordCollector::create(pc, pipeline.window().map(|w| w.changelog.clone()))
         .map_err(|e| creation_error("creating the producer", e))?
         .with_health(health.clone());
-    let restore_consumer: BaseConsumer = client_config(&brokers, job)
+    let mut rc = client_config(&brokers, job);
+    set_tuned(&mut rc, job, "fetch.queue.backoff.ms");
+    let restore_consumer: BaseConsumer = rc
         .set("group.id", format!("{name}-restore"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -212,8 +214,13 @@ pub(super) fn start(
             );
         }
     }
-    set_default(&mut cc, job, "statistics.interval.ms", "5000");
-    set_default(&mut cc, job, "queued.max.messages.kbytes", "4096");
+    for name in [
+        "statistics.interval.ms",
+        "queued.max.messages.kbytes",
+        "fetch.queue.backoff.ms",
+    ] {
+        set_tuned(&mut cc, job, name);
+    }
     if let Some(id) = &runtime.instance_id {
         cc.set("group.instance.id", id);
     }

@@ -266,6 +266,8 @@ fn run_bench(bootstrap: &str, smoke: bool, args: &[&str]) -> Result<(), String> 
             "180",
             "--rounds",
             "1",
+            "--latency-seconds",
+            "3",
         ]);
     }
     cmd.args(args);

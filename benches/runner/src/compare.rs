@@ -212,6 +212,12 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
         );
     }
 
+    let latency = if wanted("latency") {
+        latencies(a, &base, &work, &runs)?
+    } else {
+        serde_json::Map::new()
+    };
+
     let machine = format!(
         "{} cores, {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -238,6 +244,7 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
         "runs": runs,
         "ratios": ratios,
         "restore": restore,
+        "latency": latency,
     });
     let text = serde_json::to_string_pretty(&report)?;
     println!("{text}");
@@ -263,4 +270,79 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
         bail!("weir not verified: {failed:?}");
     }
     Ok(())
+}
+
+/// On-update latency of weir (both guarantees) and Kafka Streams at the same fixed rate, each on
+/// its own input and output topics.
+fn latencies(
+    a: &Args,
+    base: &str,
+    work: &Path,
+    runs: &serde_json::Map<String, Value>,
+) -> anyhow::Result<serde_json::Map<String, Value>> {
+    let weir_max = runs
+        .get("weir_alos")
+        .and_then(|r| r["steady_records_per_s"].as_f64());
+    let rate = a
+        .latency_rate
+        .unwrap_or_else(|| weir_max.map_or(50_000.0, |r| r / 2.0));
+    let sched = latency::Schedule {
+        t0_ms: steady::unix_ms() as i64,
+        rate,
+        meters: a.meters as u64,
+        count: (rate * a.latency_seconds).max(1.0) as u64,
+    };
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "rate_basis".into(),
+        json!(if a.latency_rate.is_some() {
+            "--latency-rate"
+        } else if weir_max.is_some() {
+            "half of weir_alos steady_records_per_s"
+        } else {
+            "default"
+        }),
+    );
+    let mut runners = vec![("weir_alos", false), ("weir_eos", true)];
+    if a.kafka_streams_jar.is_some() {
+        runners.push(("kafka_streams_alos", false));
+    }
+    for (key, eos) in runners {
+        let name = format!("{base}-lat-{key}").replace('_', "-");
+        let (input, output) = (format!("{name}-in"), format!("{name}-out"));
+        // The broker's clock on every reading: latency is measured from its append.
+        create_topics_with(
+            &a.bootstrap,
+            std::slice::from_ref(&input),
+            a.partitions,
+            &[("message.timestamp.type", "LogAppendTime")],
+        )?;
+        create_topics(&a.bootstrap, std::slice::from_ref(&output), a.partitions)?;
+        let state = work.join(&name);
+        let command = match &a.kafka_streams_jar {
+            Some(jar) if key == "kafka_streams_alos" => {
+                let mut c =
+                    kafka_streams_command(a, jar, &input, &output, &name, "at_least_once", &state);
+                c.env("EMIT", "on_update").env("LINGER_MS", "5");
+                c
+            }
+            _ => {
+                let job = job_file(a, work, &name, &input, &output, eos)?;
+                let text = std::fs::read_to_string(&job)?;
+                if !text.contains("emit = \"on_close\"") {
+                    bail!("{} has no emit = \"on_close\"", a.job.display());
+                }
+                std::fs::write(
+                    &job,
+                    text.replace("emit = \"on_close\"", "emit = \"on_update\""),
+                )?;
+                weir_command(a, &job, &state, None)
+            }
+        };
+        out.insert(
+            key.into(),
+            latency::measure_latency(a, key, &input, &output, sched, command)?,
+        );
+    }
+    Ok(out)
 }

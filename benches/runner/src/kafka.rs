@@ -14,13 +14,28 @@ pub(crate) fn create_topics(
     names: &[String],
     partitions: i32,
 ) -> anyhow::Result<()> {
+    create_topics_with(bootstrap, names, partitions, &[])
+}
+
+/// [`create_topics`] with topic configuration (`(name, value)` pairs).
+pub(crate) fn create_topics_with(
+    bootstrap: &str,
+    names: &[String],
+    partitions: i32,
+    config: &[(&str, &str)],
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let a = admin(bootstrap)?;
     let topics: Vec<NewTopic> = names
         .iter()
-        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .map(|n| {
+            config.iter().fold(
+                NewTopic::new(n, partitions, TopicReplication::Fixed(1)),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
         .collect();
     for r in rt.block_on(a.create_topics(&topics, &AdminOptions::new()))? {
         r.map_err(|(t, e)| anyhow::anyhow!("creating {t}: {e}"))?;

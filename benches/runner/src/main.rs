@@ -30,6 +30,7 @@ mod bare;
 mod commands;
 mod compare;
 mod kafka;
+mod latency;
 mod measure;
 mod process;
 mod scrape;
@@ -73,7 +74,7 @@ struct Args {
     #[arg(long)]
     quix_run: Option<PathBuf>,
     /// Only these runs (bare, weir_alos, weir_eos, kafka_streams_alos, kafka_streams_eos, quix,
-    /// restore); default all.
+    /// restore, latency); default all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the JSON results go.
@@ -82,6 +83,13 @@ struct Args {
     /// Interleaved rounds of every runner (median and spread reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Seconds of input at a fixed rate for each latency run.
+    #[arg(long, default_value_t = 20.0)]
+    latency_seconds: f64,
+    /// Readings/s of the latency runs; default half of weir at-least-once's steady rate (50,000
+    /// when that was not measured).
+    #[arg(long)]
+    latency_rate: Option<f64>,
     /// Give up on a runner after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout_s: u64,

@@ -18,7 +18,9 @@ import org.apache.kafka.streams.state.WindowStore;
 /**
  * The hourly meter aggregate: drop readings with kwh &lt; 0, group by record key, 1-hour tumbling
  * event-time windows (epoch aligned) with 5 minutes of grace, count/sum/min/max per window, and
- * one result per meter and window once the window has closed.
+ * one result per meter and window once the window has closed ({@code onUpdate} false), or the
+ * window's latest value each time the record cache forwards it ({@code onUpdate} true: no
+ * suppression, Kafka Streams' default emit strategy, like weir's {@code emit = "on_update"}).
  */
 public final class MeterTopology {
     public static final Duration WINDOW_SIZE = Duration.ofHours(1);
@@ -27,7 +29,7 @@ public final class MeterTopology {
 
     private MeterTopology() {}
 
-    public static Topology build(String inputTopic, String outputTopic) {
+    public static Topology build(String inputTopic, String outputTopic, boolean onUpdate) {
         StreamsBuilder builder = new StreamsBuilder();
         builder.stream(
                         inputTopic,
@@ -37,7 +39,7 @@ public final class MeterTopology {
                 .filter(MeterTopology::usable, Named.as("drop-unusable-and-negative"))
                 .groupByKey(Grouped.with(Serdes.String(), new ReadingSerde()))
                 .windowedBy(TimeWindows.ofSizeAndGrace(WINDOW_SIZE, GRACE))
-                .emitStrategy(EmitStrategy.onWindowClose())
+                .emitStrategy(onUpdate ? EmitStrategy.onWindowUpdate() : EmitStrategy.onWindowClose())
                 .aggregate(
                         HourlyAgg::empty,
                         (meter, reading, agg) -> agg.add(reading.kwh),

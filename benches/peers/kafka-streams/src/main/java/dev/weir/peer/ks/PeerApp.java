@@ -62,6 +62,8 @@ public final class PeerApp {
         int replicationFactor;
         long cacheMaxBytes;
         long emitIntervalMs;
+        boolean onUpdate;
+        long lingerMs;
         /** Static group membership prefix ({@code group.instance.id}); null for dynamic membership. */
         String instanceId;
 
@@ -98,6 +100,12 @@ public final class PeerApp {
             s.replicationFactor = (int) longEnv("REPLICATION_FACTOR", 1, 1);
             s.cacheMaxBytes = longEnv("CACHE_MAX_BYTES", DEFAULT_CACHE_MAX_BYTES, 0);
             s.emitIntervalMs = longEnv("EMIT_INTERVAL_MS", 0, 0);
+            String emit = env("EMIT", "on_close").toLowerCase(Locale.ROOT);
+            if (!emit.equals("on_close") && !emit.equals("on_update")) {
+                throw new IllegalArgumentException("EMIT must be on_close or on_update, not " + emit);
+            }
+            s.onUpdate = emit.equals("on_update");
+            s.lingerMs = longEnv("LINGER_MS", 100, 0);
             s.instanceId = env("INSTANCE_ID", null);
             return s;
         }
@@ -125,7 +133,7 @@ public final class PeerApp {
             }
 
             // Changelog and result writes: larger batches, same compression as the weir engine.
-            p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), 100);
+            p.put(StreamsConfig.producerPrefix(ProducerConfig.LINGER_MS_CONFIG), lingerMs);
             p.put(StreamsConfig.producerPrefix(ProducerConfig.BATCH_SIZE_CONFIG), 128 * 1024);
             p.put(StreamsConfig.producerPrefix(ProducerConfig.COMPRESSION_TYPE_CONFIG), "lz4");
             return p;
@@ -138,6 +146,7 @@ public final class PeerApp {
                     + " commit.interval.ms=" + commitIntervalMs + " state.dir=" + stateDir
                     + " threads=" + threads + " replication.factor=" + replicationFactor
                     + " cache.max.bytes=" + cacheMaxBytes + " emit.interval.ms=" + emitIntervalMs
+                    + " emit=" + (onUpdate ? "on_update" : "on_close") + " linger.ms=" + lingerMs
                     + " group.instance.id=" + (instanceId == null ? "(dynamic membership)" : instanceId + "-<thread>");
         }
     }
@@ -153,7 +162,7 @@ public final class PeerApp {
         }
         System.err.println("kafka-streams peer: " + settings);
 
-        Topology topology = MeterTopology.build(settings.inputTopic, settings.outputTopic);
+        Topology topology = MeterTopology.build(settings.inputTopic, settings.outputTopic, settings.onUpdate);
         KafkaStreams streams = new KafkaStreams(topology, settings.toProperties());
 
         AtomicBoolean announcedRunning = new AtomicBoolean(false);

@@ -130,39 +130,58 @@ pub(crate) fn end_offsets(
 }
 
 /// The sum of `topic`'s end offsets (0 when they cannot be asked).
-pub(crate) fn output_total(bootstrap: &str, topic: &str, partitions: i32) -> i64 {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create::<BaseConsumer>()
-        .ok()
-        .and_then(|c| end_offsets(&c, topic, partitions).ok())
-        .map(|ends| ends.iter().sum())
-        .unwrap_or(0)
+/// One client that samples a run's progress every 50 ms: creating a client per sample (threads,
+/// connections, metadata) took a third of a core from the runner being measured.
+pub(crate) struct Progress {
+    client: BaseConsumer,
+    topic: String,
+    partitions: i32,
 }
 
-pub(crate) fn committed_total(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> i64 {
-    let Ok(c) = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .create::<BaseConsumer>()
-    else {
-        return 0;
-    };
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    c.committed_offsets(tpl, Duration::from_secs(10))
-        .map(|t| {
-            t.elements()
-                .iter()
-                .map(|e| match e.offset() {
-                    Offset::Offset(o) => o,
-                    _ => 0,
-                })
-                .sum()
+impl Progress {
+    /// `group`: whose committed offsets on `topic` are read.
+    pub(crate) fn new(
+        bootstrap: &str,
+        group: &str,
+        topic: &str,
+        partitions: i32,
+    ) -> anyhow::Result<Progress> {
+        Ok(Progress {
+            client: ClientConfig::new()
+                .set("bootstrap.servers", bootstrap)
+                .set("group.id", group)
+                .create()?,
+            topic: topic.to_string(),
+            partitions,
         })
-        .unwrap_or(0)
+    }
+
+    /// The group's committed offsets on the topic, summed (0 while there are none).
+    pub(crate) fn committed_total(&self) -> i64 {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..self.partitions {
+            tpl.add_partition(&self.topic, p);
+        }
+        self.client
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .map(|t| {
+                t.elements()
+                    .iter()
+                    .map(|e| match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Records in `topic` (the sum of its end offsets).
+    pub(crate) fn output_total(&self, topic: &str) -> i64 {
+        end_offsets(&self.client, topic, self.partitions)
+            .map(|ends| ends.iter().sum())
+            .unwrap_or(0)
+    }
 }
 
 /// Every result in `topic` (read_committed), without the sentinels' windows.

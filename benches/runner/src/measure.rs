@@ -45,6 +45,10 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
     let mut cpu_s = 0.0;
     let mut peak = 0;
     let mut exited = None;
+    let progress = match &run.group {
+        Some(g) => Some(Progress::new(&a.bootstrap, g, input.topic, a.partitions)?),
+        None => None,
+    };
     let drained = loop {
         cpu_s = cpu_seconds(pid).max(cpu_s);
         peak = peak_rss_bytes(pid).max(peak);
@@ -55,17 +59,18 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
             }
             bail!("{} exited early; its log: {}", run.name, log.display());
         }
-        if let Some(g) = &run.group {
-            let c = committed_total(&a.bootstrap, g, input.topic, a.partitions);
+        if let Some(progress) = &progress {
+            let c = progress.committed_total();
             steady.observe(started.elapsed().as_secs_f64(), c.max(0) as u64);
             // Drained: every input offset committed and as many output records as windows
             // (windows that close at once are emitted over several commit cycles, after the
             // offsets that closed them; under exactly-once the count includes commit markers,
             // which the verification below allows for).
             if c as u64 >= input.total
-                && run.output.as_deref().is_none_or(|t| {
-                    output_total(&a.bootstrap, t, a.partitions) >= input.oracle.len() as i64
-                })
+                && run
+                    .output
+                    .as_deref()
+                    .is_none_or(|t| progress.output_total(t) >= input.oracle.len() as i64)
             {
                 break true;
             }

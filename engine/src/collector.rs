@@ -46,6 +46,8 @@ pub struct RecordCollector {
     /// Told that the worker is alive while a send waits on a full queue (an outage).
     health: Option<std::sync::Arc<crate::health::Health>>,
     changelog: Option<String>,
+    /// A send waited on a full queue since [`RecordCollector::take_waited`] last asked.
+    waited: std::sync::atomic::AtomicBool,
 }
 
 impl RecordCollector {
@@ -58,11 +60,18 @@ impl RecordCollector {
         let producer = config.create_with_context(Deliveries::new(changelog.clone()))?;
         Ok(RecordCollector {
             producer,
+            waited: Default::default(),
             abortable: Mutex::new(None),
             config,
             health: None,
             changelog,
         })
+    }
+
+    /// True once after a send waited on a full queue (Kafka away): clocks read before it are stale.
+    pub fn take_waited(&self) -> bool {
+        self.waited
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits on a full queue count as a live worker (see `Health::stuck`).
@@ -113,6 +122,8 @@ impl RecordCollector {
                 Ok(()) => return Ok(()),
                 Err((e @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
+                    self.waited
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     self.producer.poll(Duration::from_millis(50));
                     if let Some(h) = &self.health {
                         h.beat();

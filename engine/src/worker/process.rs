@@ -130,7 +130,16 @@ impl TaskManager {
         task.offsets.advance(msg.topic(), msg.offset());
         task.counters.consumed.inc();
         self.failpoint_hold_fetch(consumer)?;
-        self.flush_emits()
+        self.flush_emits()?;
+        // A send that waited on a full queue (Kafka away) may have lasted longer than an idle
+        // close or the event-time skew: the batch's clocks are read again.
+        if self.collector.take_waited() {
+            self.begin_batch();
+            if let Some(task) = self.tasks.get_mut(&p) {
+                task.last_record_at = self.batch_clock.0;
+            }
+        }
+        Ok(())
     }
 
     fn send_repartitioned(&mut self) -> anyhow::Result<()> {

@@ -44,6 +44,7 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
     let timeout = Duration::from_secs(a.timeout_s);
     let mut cpu_s = 0.0;
     let mut peak = 0;
+    let (mut peak_threads, mut peak_files) = (0, 0);
     let mut exited = None;
     let progress = match &run.group {
         Some(g) => Some(Progress::new(&a.bootstrap, g, input.topic, a.partitions)?),
@@ -52,6 +53,9 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
     let drained = loop {
         cpu_s = cpu_seconds(pid).max(cpu_s);
         peak = peak_rss_bytes(pid).max(peak);
+        let (threads, files) = threads_and_files(pid);
+        peak_threads = peak_threads.max(threads);
+        peak_files = peak_files.max(files);
         if let Some(e) = reaped(pid) {
             if run.group.is_none() && e.success {
                 exited = Some(e);
@@ -101,6 +105,8 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
         "to_10_percent_s": steady.t10.map(round),
         "cpu_s": round(cpu_s),
         "peak_rss_bytes": peak,
+        "peak_threads": peak_threads,
+        "peak_open_files": peak_files,
     });
     let verified = match &run.output {
         _ if !drained => {

@@ -1,4 +1,5 @@
-//! A runner as a child process: its CPU time and peak memory from /proc, reaping and stopping it.
+//! A runner as a child process: its CPU time, peak memory, threads and open files from /proc,
+//! reaping and stopping it.
 
 use super::*;
 
@@ -27,6 +28,20 @@ pub(crate) fn peak_rss_bytes(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Threads and open file descriptors of a live process (0, 0 once it is gone).
+pub(crate) fn threads_and_files(pid: u32) -> (u64, u64) {
+    let threads = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Threads:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let files = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
+    (threads, files)
 }
 
 /// A child that exited: its exit status and CPU seconds.

@@ -8,8 +8,8 @@
 use super::*;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// What to produce: `count` readings at `rate` per second, reading `i` of meter `i % meters`
 /// with event time `t0_ms + i / rate` (so the windows are the ones of the present).
@@ -41,6 +41,14 @@ impl Schedule {
         let i = meter + (lo + c - 1) * self.meters;
         (c > 0 && i < self.count && self.ts(i) < start + HOUR).then_some(i)
     }
+}
+
+/// What the reader has seen: when each reading was first included in a readable result (0 until
+/// then), how many readings were, and whether a probe's result came back.
+struct Seen {
+    first: Vec<AtomicI64>,
+    included: AtomicU64,
+    probe_answered: AtomicBool,
 }
 
 /// Delivery reports: the broker's append time of each reading (0 until acknowledged).
@@ -103,7 +111,11 @@ fn run_schedule(a: &Args, input: &str, output: &str, sched: Schedule) -> anyhow:
         .create_with_context(Appends(appends.clone()))?;
     // The reader: every result as it becomes readable, with the time it was read.
     let stop_reading = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<Vec<(u64, i64)>>> = Arc::default();
+    let seen = Arc::new(Seen {
+        first: (0..sched.count).map(|_| AtomicI64::new(0)).collect(),
+        included: AtomicU64::new(0),
+        probe_answered: AtomicBool::new(false),
+    });
     let reader = {
         let (bootstrap, topic, partitions) =
             (a.bootstrap.clone(), output.to_string(), a.partitions);
@@ -115,7 +127,7 @@ fn run_schedule(a: &Args, input: &str, output: &str, sched: Schedule) -> anyhow:
     // Until the runner is up: a probe every 200 ms until a result comes back.
     let probes_up = Instant::now();
     let mut probe = 0;
-    while seen.lock().unwrap().is_empty() && !reader.is_finished() {
+    while !seen.probe_answered.load(Ordering::Relaxed) && !reader.is_finished() {
         if probes_up.elapsed() > Duration::from_secs(180) {
             bail!("no result within 180 s of the start");
         }
@@ -132,7 +144,6 @@ fn run_schedule(a: &Args, input: &str, output: &str, sched: Schedule) -> anyhow:
         probe += 1;
         std::thread::sleep(Duration::from_millis(200));
     }
-    seen.lock().unwrap().clear();
     // The schedule, paced against the clock (sends catch up after a stall, never run ahead).
     let started = Instant::now();
     for i in 0..sched.count {
@@ -165,30 +176,23 @@ fn run_schedule(a: &Args, input: &str, output: &str, sched: Schedule) -> anyhow:
     producer.flush(Duration::from_secs(60))?;
     // Every reading seen in a result, or 30 s after the last send.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut latencies: Vec<i64>;
-    let missing = loop {
-        let got = seen.lock().unwrap().clone();
-        let mut first = vec![i64::MAX; sched.count as usize];
-        for (i, t) in got {
-            // (Probes' results, which may still arrive, are no reading of the schedule.)
-            if let Some(f) = first.get_mut(i as usize) {
-                *f = (*f).min(t);
-            }
-        }
-        latencies = first
-            .iter()
-            .zip(appends.iter())
-            .filter(|(t, _)| **t != i64::MAX)
-            .map(|(t, a)| t - a.load(Ordering::Relaxed))
-            .collect();
-        let missing = sched.count - latencies.len() as u64;
-        if missing == 0 || Instant::now() > deadline || reader.is_finished() {
-            break missing;
-        }
+    while seen.included.load(Ordering::Relaxed) < sched.count
+        && Instant::now() < deadline
+        && !reader.is_finished()
+    {
         std::thread::sleep(Duration::from_millis(200));
-    };
+    }
     stop_reading.store(true, Ordering::Relaxed);
     let _ = reader.join();
+    let mut latencies: Vec<i64> = seen
+        .first
+        .iter()
+        .zip(appends.iter())
+        .map(|(t, a)| (t.load(Ordering::Relaxed), a.load(Ordering::Relaxed)))
+        .filter(|(t, _)| *t != 0)
+        .map(|(t, a)| t - a)
+        .collect();
+    let missing = sched.count - latencies.len() as u64;
     latencies.sort_unstable();
     let pct = |q: f64| {
         latencies
@@ -214,7 +218,7 @@ fn read_results_live(
     partitions: i32,
     sched: Schedule,
     stop: &AtomicBool,
-    seen: &Mutex<Vec<(u64, i64)>>,
+    seen: &Seen,
 ) -> anyhow::Result<()> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -249,14 +253,19 @@ fn read_results_live(
             .and_then(|n| n.parse::<u64>().ok())
         else {
             // A probe's result: the runner is up.
-            seen.lock().unwrap().push((u64::MAX, now));
+            seen.probe_answered.store(true, Ordering::Relaxed);
             continue;
         };
         let before = counted.entry((meter, start)).or_default();
-        let mut out = seen.lock().unwrap();
         for c in (*before + 1)..=count {
-            if let Some(i) = sched.reading(meter, start, c) {
-                out.push((i, now));
+            let first = sched
+                .reading(meter, start, c)
+                .and_then(|i| seen.first.get(i as usize));
+            if first.is_some_and(|f| {
+                f.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            }) {
+                seen.included.fetch_add(1, Ordering::Relaxed);
             }
         }
         *before = (*before).max(count);

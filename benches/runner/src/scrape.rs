@@ -39,7 +39,7 @@ pub(crate) fn engine_figures(text: &str, run_s: f64) -> Value {
     let commit_s = total(text, "weir_commit_duration_seconds_sum");
     let commits = total(text, "weir_commit_duration_seconds_count");
     let checkpoint_s = total(text, "weir_checkpoint_duration_seconds_sum");
-    let r = |x: f64| (x * 1000.0).round() / 1000.0;
+    let r = super::round;
     json!({
         "commits": commits,
         "commit_s": r(commit_s),

@@ -107,18 +107,13 @@ pub(super) fn start(
             set_default(&mut pc, job, "message.timeout.ms", "10000");
             Box::new(ExactlyOnce {
                 transactional_id: id,
+                transaction_timeout: transaction_timeout(&pc),
             })
         }
     };
     let assign_budget = match job.processing.guarantee {
         Guarantee::AtLeastOnce => Duration::from_secs(60),
-        Guarantee::ExactlyOnce => {
-            let timeout_ms: u64 = pc
-                .get("transaction.timeout.ms")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(10_000);
-            Duration::from_millis(timeout_ms / 2)
-        }
+        Guarantee::ExactlyOnce => transaction_timeout(&pc) / 2,
     };
     let collector = RecordCollector::create(pc, pipeline.window().map(|w| w.changelog.clone()))
         .map_err(|e| creation_error("creating the producer", e))?
@@ -245,6 +240,15 @@ pub(super) fn start(
         name,
         subscribed,
     })
+}
+
+/// The producer's transaction timeout (the job's value, or what `kafka.properties` set).
+fn transaction_timeout(pc: &rdkafka::ClientConfig) -> Duration {
+    let ms: u64 = pc
+        .get("transaction.timeout.ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    Duration::from_millis(ms)
 }
 
 /// What makes the worker's group consumer, kept to make a new one after the group fenced it.

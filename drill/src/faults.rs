@@ -11,6 +11,16 @@ use std::time::{Duration, Instant};
 
 impl Drill<'_> {
     pub fn fault(&mut self, fault: &Fault) -> anyhow::Result<()> {
+        // Every fault starts from a whole cluster: a broker an earlier bounce took down is started
+        // (at its time) and back first. A worker killed while the brokers are away would own no
+        // partition (its session has lapsed) and its recovery could not be told from the outage's.
+        if self.brokers_away() {
+            self.progress.event(&format!(
+                "{}: waits for the brokers to be back",
+                fault.label()
+            ));
+            self.settle_brokers()?;
+        }
         let at_s = self.now_s();
         let n = *self.plan.scenario.partitions.get_ref();
         if let Some(w) = fault.worker() {
@@ -161,21 +171,6 @@ impl Drill<'_> {
                 ..
             } => {
                 let dir = self.kafka_dir.clone().expect("checked before the timeline");
-                // A bounce starts from a whole cluster: a broker an earlier bounce took down is
-                // started (at its time) and back first.
-                while let Some(i) = self
-                    .queue
-                    .iter()
-                    .position(|(_, a)| matches!(a, Action::BrokerStart { .. }))
-                {
-                    let (at, action) = self.queue.remove(i);
-                    std::thread::sleep(at.saturating_duration_since(Instant::now()));
-                    self.execute(action)?;
-                }
-                while !self.broker_back.is_empty() {
-                    self.check_brokers();
-                    std::thread::sleep(Duration::from_millis(200));
-                }
                 let targets = match broker {
                     BrokerRef::Node(n) => vec![brokers::find(&dir, *n)?],
                     BrokerRef::Role(r) if r == "all" => brokers::list(&dir)?,
@@ -226,6 +221,33 @@ impl Drill<'_> {
                     );
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A bounced broker is still to be started or not yet back.
+    fn brokers_away(&self) -> bool {
+        !self.broker_back.is_empty()
+            || self
+                .queue
+                .iter()
+                .any(|(_, a)| matches!(a, Action::BrokerStart { .. }))
+    }
+
+    /// Starts every bounced broker at its time and waits until each is back.
+    fn settle_brokers(&mut self) -> anyhow::Result<()> {
+        while let Some(i) = self
+            .queue
+            .iter()
+            .position(|(_, a)| matches!(a, Action::BrokerStart { .. }))
+        {
+            let (at, action) = self.queue.remove(i);
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            self.execute(action)?;
+        }
+        while !self.broker_back.is_empty() {
+            self.check_brokers();
+            std::thread::sleep(Duration::from_millis(200));
         }
         Ok(())
     }

@@ -93,7 +93,7 @@ fn first_advance(
 fn recovery(
     f: &FaultRun,
     samples: &[Sample],
-    partitions: u32,
+    partitions_total: u32,
     notes: &mut Vec<String>,
 ) -> (Option<f64>, Vec<i32>) {
     let (end, affected) = match &f.measure {
@@ -101,15 +101,20 @@ fn recovery(
             partitions,
             baseline,
         } => {
-            if partitions.is_empty() {
-                notes.push("the worker owned no partition at the fault".into());
-                (None, vec![])
+            // A worker that owned nothing at the fault (between two assignments) still took part
+            // in the group: its recovery is the whole group committing again.
+            let affected = if partitions.is_empty() {
+                notes.push(
+                    "the worker owned no partition at the fault: every partition is awaited".into(),
+                );
+                (0..partitions_total as i32).collect()
             } else {
-                (
-                    first_advance(samples, f.at_s, partitions, baseline),
-                    partitions.clone(),
-                )
-            }
+                partitions.clone()
+            };
+            (
+                first_advance(samples, f.at_s, &affected, baseline),
+                affected,
+            )
         }
         Measure::NewAssignment { workers } => {
             // The new workers run their tasks: the group has settled on the new assignment.
@@ -121,7 +126,7 @@ fn recovery(
                         .is_some_and(|v| v.all_running())
                 })
             });
-            let all: Vec<i32> = (0..partitions as i32).collect();
+            let all: Vec<i32> = (0..partitions_total as i32).collect();
             match settled {
                 Some(s) => (first_advance(samples, s.t, &all, &s.committed), all),
                 None => {
@@ -458,5 +463,34 @@ mod tests {
         assert_eq!(r.recovery_s, Some(4.25));
         assert_eq!(r.records_restored, 400);
         assert_eq!(r.restore_records_per_s, Some(800.0));
+    }
+
+    #[test]
+    fn a_worker_that_owned_nothing_recovers_when_every_partition_commits_again() {
+        let samples = vec![
+            sample(10.5, vec![11, 10, 12]),
+            sample(12.0, vec![11, 10, 13]),
+            sample(13.5, vec![12, 11, 13]),
+        ];
+        let f = FaultRun {
+            kind: "kill",
+            label: "kill w2".into(),
+            worker: Some(2),
+            at_s: 10.0,
+            measure: Measure::Advance {
+                partitions: vec![],
+                baseline: vec![10, 10, 10],
+            },
+            notes: vec![],
+            broker_back_s: None,
+        };
+        let r = analyse(&[f], &samples, &[], &[], 3).remove(0);
+        assert_eq!(r.recovery_s, Some(3.5));
+        assert_eq!(r.affected_partitions, vec![0, 1, 2]);
+        assert!(
+            r.notes.iter().any(|n| n.contains("owned no partition")),
+            "{:?}",
+            r.notes
+        );
     }
 }

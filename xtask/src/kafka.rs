@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 /// (`real_drill_an_outage_longer_than_the_transaction_timeout_is_ridden_through_exactly_once`,
 /// and the broker-bounce drill likewise). Until that is understood the tests run on 4.1.1.
 pub const KAFKA_VERSION: &str = "4.1.1";
+/// Runs the broker of another version instead (fetched from Maven Central like the default).
+const VERSION_ENV: &str = "WEIR_KAFKA_VERSION";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -27,22 +29,36 @@ fn run_dir() -> PathBuf {
     workspace_root().join(".weir-kafka")
 }
 
-fn libs_dir() -> PathBuf {
-    cache_dir()
-        .join(format!("kafka-{KAFKA_VERSION}"))
-        .join("libs")
+/// The broker version: [`KAFKA_VERSION`] unless `WEIR_KAFKA_VERSION` names another.
+pub fn version() -> String {
+    std::env::var(VERSION_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| KAFKA_VERSION.to_string())
+}
+
+fn libs_dir(version: &str) -> PathBuf {
+    cache_dir().join(format!("kafka-{version}")).join("libs")
 }
 
 /// Fetches the broker and its runtime dependencies once; later calls find them in the cache.
 fn fetch() -> Result<PathBuf, String> {
-    let libs = libs_dir();
+    let version = version();
+    if !version
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
+        return Err(format!("{VERSION_ENV}={version:?} is not a Kafka version"));
+    }
+    let libs = libs_dir(&version);
     let marker = libs.join(".complete");
     if marker.exists() {
         return Ok(libs);
     }
     prereq::ensure_java_and_maven()?;
     eprintln!(
-        "xtask: fetching Apache Kafka {KAFKA_VERSION} from Maven Central into {}",
+        "xtask: fetching Apache Kafka {version} from Maven Central into {}",
         libs.display()
     );
     let _ = std::fs::remove_dir_all(&libs);
@@ -50,15 +66,15 @@ fn fetch() -> Result<PathBuf, String> {
     let status = Command::new("mvn")
         .args(["-B", "-q", "-f"])
         .arg(&pom)
-        .arg(format!("-Dkafka.version={KAFKA_VERSION}"))
+        .arg(format!("-Dkafka.version={version}"))
         .args(["dependency:copy-dependencies", "-DincludeScope=runtime"])
         .arg(format!("-DoutputDirectory={}", libs.display()))
         .status()
         .map_err(|e| format!("could not run mvn: {e}; install Maven (apt-get install maven)"))?;
     if !status.success() {
-        return Err(format!("mvn could not fetch org.apache.kafka:kafka_2.13:{KAFKA_VERSION} ({status}); check access to Maven Central"));
+        return Err(format!("mvn could not fetch org.apache.kafka:kafka_2.13:{version} ({status}); check access to Maven Central"));
     }
-    std::fs::write(&marker, KAFKA_VERSION).map_err(|e| e.to_string())?;
+    std::fs::write(&marker, &version).map_err(|e| e.to_string())?;
     Ok(libs)
 }
 
@@ -355,7 +371,8 @@ pub fn start(brokers: usize, secure: bool) -> Result<String, String> {
     }
     std::fs::write(dir.join("bootstrap"), &bootstrap).map_err(|e| e.to_string())?;
     eprintln!(
-        "xtask: Kafka {KAFKA_VERSION} ({brokers} node(s)) ready in {:.1}s",
+        "xtask: Kafka {} ({brokers} node(s)) ready in {:.1}s",
+        version(),
         started.elapsed().as_secs_f64()
     );
     println!("{bootstrap}");

@@ -37,6 +37,7 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
         Run {
             name: "warm-up",
             command: bare_command(a, &me, &input, total),
+            also: vec![],
             group: None,
             output: None,
             duplicates_allowed: false,
@@ -58,6 +59,7 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
                 Run {
                     name: "bare",
                     command: c,
+                    also: vec![],
                     group: None,
                     output: None,
                     duplicates_allowed: false,
@@ -76,11 +78,18 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
             let job = job_file(a, &work, &name, &input, &output, eos)?;
             let state = work.join(&name);
             let port = free_port();
+            let also = (1..a.workers.max(1))
+                .map(|w| {
+                    let state = work.join(format!("{name}-w{w}"));
+                    weir_command(a, &job, &state, Some(free_port()))
+                })
+                .collect();
             let r = measure(
                 &inp,
                 Run {
                     name: key,
                     command: weir_command(a, &job, &state, Some(port)),
+                    also,
                     group: Some(name.clone()),
                     output: Some(output),
                     duplicates_allowed: !eos,
@@ -88,7 +97,8 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
                 },
             )?;
             rounds.entry(key.into()).or_default().push(r);
-            if !eos {
+            // A restore reads one worker's state: measured with one worker only.
+            if !eos && a.workers <= 1 {
                 alos_state = Some((job, state, name));
             }
         }
@@ -120,6 +130,7 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
                     Run {
                         name: key,
                         command: c,
+                        also: vec![],
                         group: Some(app),
                         output: Some(output),
                         duplicates_allowed: guarantee == "at_least_once",
@@ -149,6 +160,7 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
                 Run {
                     name: "quix",
                     command: c,
+                    also: vec![],
                     group: Some(group),
                     output: Some(output),
                     duplicates_allowed: true,
@@ -187,6 +199,7 @@ pub(crate) fn compare(a: &Args) -> anyhow::Result<()> {
             Run {
                 name: "bare_changelog",
                 command: cmd,
+                also: vec![],
                 group: None,
                 output: None,
                 duplicates_allowed: false,

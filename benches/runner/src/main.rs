@@ -80,6 +80,10 @@ struct Args {
     /// Where the JSON results go.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Worker processes of each weir run, in one group on the same input (the aggregate rate;
+    /// CPU, peak RSS, threads and open files summed over them). Restores and latency runs use one.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     /// Interleaved rounds of every runner (median and spread reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,

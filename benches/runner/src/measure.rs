@@ -6,6 +6,8 @@ use super::*;
 pub(crate) struct Run {
     pub(crate) name: &'static str,
     pub(crate) command: Command,
+    /// Further processes of the same run (more workers of one group), measured with it.
+    pub(crate) also: Vec<Command>,
     /// `Some(group)`: drained when the group committed the end offsets; `None`: when it exits.
     pub(crate) group: Option<String>,
     pub(crate) output: Option<String>,
@@ -41,9 +43,23 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
         .with_context(|| format!("starting {}", run.name))?;
     let bare_out = child.stdout.take();
     let pid = child.id();
+    let mut others = Vec::new();
+    for (i, c) in run.also.iter_mut().enumerate() {
+        let log = std::env::temp_dir().join(format!("weir-bench-{}-{}.log", run.name, i + 1));
+        others.push(
+            c.stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log)?)
+                .spawn()
+                .with_context(|| format!("starting {} worker {}", run.name, i + 1))?,
+        );
+    }
+    let pids: Vec<u32> = std::iter::once(pid)
+        .chain(others.iter().map(Child::id))
+        .collect();
     let timeout = Duration::from_secs(a.timeout_s);
-    let mut cpu_s = 0.0;
-    let mut peak = 0;
+    // Per process: CPU seconds and peak RSS as last seen (summed for the run).
+    let mut cpu = vec![0.0; pids.len()];
+    let mut peaks = vec![0; pids.len()];
     let (mut peak_threads, mut peak_files) = (0, 0);
     let mut exited = None;
     let progress = match &run.group {
@@ -51,9 +67,14 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
         None => None,
     };
     let drained = loop {
-        cpu_s = cpu_seconds(pid).max(cpu_s);
-        peak = peak_rss_bytes(pid).max(peak);
-        let (threads, files) = threads_and_files(pid);
+        let (mut threads, mut files) = (0, 0);
+        for (i, &p) in pids.iter().enumerate() {
+            cpu[i] = cpu_seconds(p).max(cpu[i]);
+            peaks[i] = peak_rss_bytes(p).max(peaks[i]);
+            let (t, f) = threads_and_files(p);
+            threads += t;
+            files += f;
+        }
         peak_threads = peak_threads.max(threads);
         peak_files = peak_files.max(files);
         if let Some(e) = reaped(pid) {
@@ -62,6 +83,9 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
                 break true;
             }
             bail!("{} exited early; its log: {}", run.name, log.display());
+        }
+        if pids[1..].iter().any(|&p| reaped(p).is_some()) {
+            bail!("a further worker of {} exited early", run.name);
         }
         if let Some(progress) = &progress {
             let c = progress.committed_total();
@@ -85,8 +109,12 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
         std::thread::sleep(Duration::from_millis(50));
     };
     let drain_s = started.elapsed().as_secs_f64();
-    cpu_s = cpu_seconds(pid).max(cpu_s);
-    peak = peak_rss_bytes(pid).max(peak);
+    for (i, &p) in pids.iter().enumerate() {
+        cpu[i] = cpu_seconds(p).max(cpu[i]);
+        peaks[i] = peak_rss_bytes(p).max(peaks[i]);
+    }
+    let cpu_s: f64 = cpu.iter().sum();
+    let peak: u64 = peaks.iter().sum();
     if let Some(out) = bare_out {
         let marks = BufReader::new(out)
             .lines()
@@ -147,6 +175,12 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
         None => {
             stop(child);
         }
+    }
+    for c in others {
+        stop(c);
+    }
+    if pids.len() > 1 {
+        result["workers"] = json!(pids.len());
     }
     result["verified"] = json!(verified);
     run.output.take();

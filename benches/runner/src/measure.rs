@@ -60,6 +60,12 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
     // Per process: CPU seconds and peak RSS as last seen (summed for the run).
     let mut cpu = vec![0.0; pids.len()];
     let mut peaks = vec![0; pids.len()];
+    let usage = |cpu: &mut [f64], peaks: &mut [u64]| {
+        for (i, &p) in pids.iter().enumerate() {
+            cpu[i] = cpu_seconds(p).max(cpu[i]);
+            peaks[i] = peak_rss_bytes(p).max(peaks[i]);
+        }
+    };
     let (mut peak_threads, mut peak_files) = (0, 0);
     let mut exited = None;
     let progress = match &run.group {
@@ -67,14 +73,11 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
         None => None,
     };
     let drained = loop {
-        let (mut threads, mut files) = (0, 0);
-        for (i, &p) in pids.iter().enumerate() {
-            cpu[i] = cpu_seconds(p).max(cpu[i]);
-            peaks[i] = peak_rss_bytes(p).max(peaks[i]);
-            let (t, f) = threads_and_files(p);
-            threads += t;
-            files += f;
-        }
+        usage(&mut cpu, &mut peaks);
+        let (threads, files) = pids
+            .iter()
+            .map(|&p| threads_and_files(p))
+            .fold((0, 0), |(t, f), (t1, f1)| (t + t1, f + f1));
         peak_threads = peak_threads.max(threads);
         peak_files = peak_files.max(files);
         if let Some(e) = reaped(pid) {
@@ -109,10 +112,7 @@ pub(crate) fn measure(input: &Input, mut run: Run) -> anyhow::Result<Value> {
         std::thread::sleep(Duration::from_millis(50));
     };
     let drain_s = started.elapsed().as_secs_f64();
-    for (i, &p) in pids.iter().enumerate() {
-        cpu[i] = cpu_seconds(p).max(cpu[i]);
-        peaks[i] = peak_rss_bytes(p).max(peaks[i]);
-    }
+    usage(&mut cpu, &mut peaks);
     let cpu_s: f64 = cpu.iter().sum();
     let peak: u64 = peaks.iter().sum();
     if let Some(out) = bare_out {
